@@ -1,0 +1,1 @@
+//! psf-model
