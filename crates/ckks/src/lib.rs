@@ -1,1 +1,4 @@
 //! psf-ckks
+
+pub mod encoding;
+pub mod precision;
