@@ -1,1 +1,16 @@
-//! psf-model
+//! psf-model: transformer language models with Power-Softmax attention (DESIGN.md §2).
+//!
+//! Two layouts loaded by Hugging Face tensor names: GPT-NeoX/Pythia ([`neox`]) and Llama
+//! ([`llama`]); the attention normalization is a configuration choice ([`attention_norm`]).
+//! Training ([`train`]) and evaluation ([`eval`]) run on candle's CPU backend. This crate has
+//! no homomorphic-encryption dependency.
+
+pub mod attention_norm;
+pub mod config;
+pub mod error;
+pub mod ranges;
+
+pub use attention_norm::{AttentionNorm, CausalMask, EpsScaling, PowerForm, PowerSoftmax};
+pub use config::{Activation, Arch, ModelConfig, ModelConfigLiteral};
+pub use error::{Error, Result};
+pub use ranges::{Interval, RangeKind, RangeRecord, RangeRecorder};

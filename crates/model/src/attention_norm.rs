@@ -1,0 +1,383 @@
+//! Every attention-score normalization in one file (DESIGN.md §2.1): softmax, Power-Softmax in
+//! its stable training form and its length-agnostic inference form, and the pointwise
+//! baseline `relu(s)/L`. All are built from composed candle ops, so autograd reaches every
+//! parameter (candle's fused softmax drops gradients); the tests check values and gradients.
+
+use candle_core::{D, DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::ranges::{RangeKind, RangeRecorder};
+
+/// How attention scores become attention weights. Serialized as `{"kind": "softmax"}`,
+/// `{"kind": "power", "p": 4, "eps": 1e-3, ...}` or `{"kind": "relu_linear"}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AttentionNorm {
+    /// `e^{s_j} / sum_i e^{s_i}` with an additive `-inf` causal mask.
+    #[default]
+    Softmax,
+    /// Power-Softmax `s_j^p / (eps_term + sum_i s_i^p)` with a multiplicative causal mask.
+    Power(PowerSoftmax),
+    /// Pointwise baseline `relu(s_j) / L`, L the number of visible keys.
+    ReluLinear,
+}
+
+/// Parameters of Power-Softmax.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PowerSoftmax {
+    /// The power, a positive even integer (4 for decoders, 6 for encoders).
+    pub p: u32,
+    /// The denominator's offset: a model hyper-parameter (1e-3..1e-2), not a numerical guard.
+    #[serde(default)]
+    pub eps: f64,
+    /// Whether `eps` is per key (length-agnostic) or fixed (Lipschitz form).
+    #[serde(default)]
+    pub eps_scaling: EpsScaling,
+    /// `delta` in the stable form's `c = max|s| + delta`.
+    #[serde(default = "default_delta")]
+    pub delta: f64,
+    /// Which algebraically equal computation to run.
+    #[serde(default)]
+    pub form: PowerForm,
+}
+
+fn default_delta() -> f64 {
+    1e-4
+}
+
+/// Where `eps` enters the denominator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EpsScaling {
+    /// Length-agnostic: `(s_j^p / L) / (eps + mean_i s_i^p)`, i.e. `eps * L` added to the sum.
+    #[default]
+    PerKey,
+    /// Lipschitz form: `s_j^p / (eps + sum_i s_i^p)`.
+    Fixed,
+}
+
+/// Two computations of the same function.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PowerForm {
+    /// Training: `PowerSoftmax(s / c)` with `c = max_i |s_i| + delta` per row, so `(s/c)^p`
+    /// stays in `[0, 1]`; eps is rescaled by `c^-p` so the value is unchanged.
+    #[default]
+    Stable,
+    /// Inference: literally `(s^p / L) / (eps + mean s^p)` (or `s^p / (eps + sum s^p)`), the
+    /// form whose reciprocal is later replaced by a polynomial.
+    Inference,
+}
+
+impl Default for PowerSoftmax {
+    fn default() -> Self {
+        PowerSoftmax {
+            p: 4,
+            eps: 0.0,
+            eps_scaling: EpsScaling::PerKey,
+            delta: default_delta(),
+            form: PowerForm::Stable,
+        }
+    }
+}
+
+/// Causal-mask tensors for `T` queries over `T` keys, built once per forward pass.
+#[derive(Debug, Clone)]
+pub struct CausalMask {
+    /// `(T, T)`: 1 where key <= query, else 0 (multiplicative mask).
+    pub keep: Tensor,
+    /// `(T, T)`: 0 where key <= query, else `-inf` (additive mask for softmax).
+    pub additive: Tensor,
+    /// `(T, 1)`: number of visible keys `L_i = i + 1`.
+    pub keys: Tensor,
+}
+
+impl CausalMask {
+    /// The lower-triangular mask for sequence length `t`.
+    pub fn new(t: usize, device: &Device) -> Result<Self> {
+        let keep: Vec<f32> =
+            (0..t * t).map(|k| if k % t <= k / t { 1.0 } else { 0.0 }).collect();
+        let additive: Vec<f32> =
+            keep.iter().map(|&m| if m > 0.0 { 0.0 } else { f32::NEG_INFINITY }).collect();
+        let keys: Vec<f32> = (1..=t).map(|l| l as f32).collect();
+        Ok(CausalMask {
+            keep: Tensor::from_vec(keep, (t, t), device)?,
+            additive: Tensor::from_vec(additive, (t, t), device)?,
+            keys: Tensor::from_vec(keys, (t, 1), device)?,
+        })
+    }
+}
+
+impl AttentionNorm {
+    /// Checks the parameters (even p in 2..=16, eps >= 0, delta > 0).
+    pub fn validate(&self) -> Result<()> {
+        if let AttentionNorm::Power(ps) = self {
+            if ps.p == 0 || ps.p % 2 != 0 || ps.p > 16 {
+                return Err(Error::InvalidConfig(format!("power p={} must be even, 2..=16", ps.p)));
+            }
+            if !(ps.eps >= 0.0 && ps.delta > 0.0) {
+                return Err(Error::InvalidConfig("power needs eps >= 0 and delta > 0".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Normalizes causal attention scores `(B, H, T, T)` into weights of the same shape.
+    /// With a recorder, records the scores and (Power-Softmax) the denominator for `layer`.
+    pub fn forward(
+        &self,
+        scores: &Tensor,
+        mask: &CausalMask,
+        layer: usize,
+        rec: Option<&mut RangeRecorder>,
+    ) -> Result<Tensor> {
+        match self {
+            AttentionNorm::Softmax => softmax(scores, mask, layer, rec),
+            AttentionNorm::Power(ps) => match ps.form {
+                PowerForm::Stable => ps.stable(scores, mask, layer, rec),
+                PowerForm::Inference => ps.inference(scores, mask, layer, rec),
+            },
+            AttentionNorm::ReluLinear => relu_linear(scores, mask, layer, rec),
+        }
+    }
+}
+
+fn softmax(
+    scores: &Tensor,
+    mask: &CausalMask,
+    layer: usize,
+    rec: Option<&mut RangeRecorder>,
+) -> Result<Tensor> {
+    if let Some(rec) = rec {
+        rec.record(layer, RangeKind::Scores, &scores.broadcast_mul(&mask.keep)?)?;
+    }
+    let s = scores.broadcast_add(&mask.additive)?; // (B, H, T, T)
+    let m = s.max_keepdim(D::Minus1)?.detach(); // (B, H, T, 1)
+    let e = s.broadcast_sub(&m)?.exp()?;
+    let z = e.sum_keepdim(D::Minus1)?;
+    Ok(e.broadcast_div(&z)?)
+}
+
+fn relu_linear(
+    scores: &Tensor,
+    mask: &CausalMask,
+    layer: usize,
+    rec: Option<&mut RangeRecorder>,
+) -> Result<Tensor> {
+    let s = scores.broadcast_mul(&mask.keep)?; // (B, H, T, T), masked scores are 0
+    if let Some(rec) = rec {
+        rec.record(layer, RangeKind::Scores, &s)?;
+    }
+    Ok(s.relu()?.broadcast_div(&mask.keys)?)
+}
+
+impl PowerSoftmax {
+    /// `eps_i` added to `sum_j s_ij^p` for each query row: `(T, 1)`.
+    fn eps_per_row(&self, mask: &CausalMask) -> Result<Tensor> {
+        Ok(match self.eps_scaling {
+            EpsScaling::PerKey => (&mask.keys * self.eps)?,
+            EpsScaling::Fixed => (mask.keys.ones_like()? * self.eps)?,
+        })
+    }
+
+    /// The reciprocal's input in inference form, from the raw `sum_j s_j^p` `(B, H, T, 1)`.
+    fn inference_denominator(&self, sum_sp: &Tensor, mask: &CausalMask) -> Result<Tensor> {
+        Ok(match self.eps_scaling {
+            EpsScaling::PerKey => (sum_sp.broadcast_div(&mask.keys)? + self.eps)?,
+            EpsScaling::Fixed => (sum_sp + self.eps)?,
+        })
+    }
+
+    fn stable(
+        &self,
+        scores: &Tensor,
+        mask: &CausalMask,
+        layer: usize,
+        rec: Option<&mut RangeRecorder>,
+    ) -> Result<Tensor> {
+        let s = scores.broadcast_mul(&mask.keep)?; // (B, H, T, T), masked scores are 0
+        let c = (s.abs()?.max_keepdim(D::Minus1)?.detach() + self.delta)?; // (B, H, T, 1)
+        let xp = int_pow(&s.broadcast_div(&c)?, self.p)?; // (s/c)^p in [0, 1]
+        let z = xp.sum_keepdim(D::Minus1)?; // (B, H, T, 1)
+        let cp = int_pow(&c, self.p)?; // c^p, detached
+        let den = (&z + self.eps_per_row(mask)?.broadcast_div(&cp)?)?;
+        if let Some(rec) = rec {
+            rec.record(layer, RangeKind::Scores, &s)?;
+            rec.record(layer, RangeKind::Denominator, &self.inference_denominator(&(z * cp)?, mask)?)?;
+        }
+        Ok(xp.broadcast_div(&den)?)
+    }
+
+    fn inference(
+        &self,
+        scores: &Tensor,
+        mask: &CausalMask,
+        layer: usize,
+        rec: Option<&mut RangeRecorder>,
+    ) -> Result<Tensor> {
+        let s = scores.broadcast_mul(&mask.keep)?; // (B, H, T, T)
+        let sp = int_pow(&s, self.p)?;
+        let sum = sp.sum_keepdim(D::Minus1)?; // (B, H, T, 1)
+        let den = self.inference_denominator(&sum, mask)?;
+        if let Some(rec) = rec {
+            rec.record(layer, RangeKind::Scores, &s)?;
+            rec.record(layer, RangeKind::Denominator, &den)?;
+        }
+        let num = match self.eps_scaling {
+            EpsScaling::PerKey => sp.broadcast_div(&mask.keys)?, // s^p / L
+            EpsScaling::Fixed => sp,
+        };
+        Ok(num.broadcast_div(&den)?)
+    }
+}
+
+/// `x^p` for a positive integer `p`, by repeated squaring of composed multiplications.
+pub fn int_pow(x: &Tensor, p: u32) -> Result<Tensor> {
+    let mut result: Option<Tensor> = None;
+    let mut base = x.clone();
+    let mut e = p;
+    while e > 0 {
+        if e & 1 == 1 {
+            result = Some(match result {
+                None => base.clone(),
+                Some(r) => (r * &base)?,
+            });
+        }
+        e >>= 1;
+        if e > 0 {
+            base = base.sqr()?;
+        }
+    }
+    match result {
+        Some(r) => Ok(r),
+        None => Ok(x.ones_like()?.to_dtype(DType::F32)?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Var;
+
+    fn scores(b: usize, h: usize, t: usize, seed: u64) -> Tensor {
+        let mut state = seed;
+        let data: Vec<f32> = (0..b * h * t * t)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 6.0
+            })
+            .collect();
+        Tensor::from_vec(data, (b, h, t, t), &Device::Cpu).unwrap()
+    }
+
+    fn power(eps: f64, scaling: EpsScaling, form: PowerForm) -> AttentionNorm {
+        AttentionNorm::Power(PowerSoftmax { p: 4, eps, eps_scaling: scaling, delta: 1e-4, form })
+    }
+
+    fn all_norms() -> Vec<AttentionNorm> {
+        let mut v = vec![AttentionNorm::Softmax, AttentionNorm::ReluLinear];
+        for form in [PowerForm::Stable, PowerForm::Inference] {
+            for scaling in [EpsScaling::PerKey, EpsScaling::Fixed] {
+                v.push(power(1e-2, scaling, form));
+            }
+        }
+        v
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    }
+
+    #[test]
+    fn rows_sum_to_one_and_mask_is_zero() {
+        let t = 6;
+        let mask = CausalMask::new(t, &Device::Cpu).unwrap();
+        let s = scores(2, 3, t, 1);
+        for norm in [AttentionNorm::Softmax, power(0.0, EpsScaling::PerKey, PowerForm::Stable)] {
+            let w = norm.forward(&s, &mask, 0, None).unwrap();
+            let sums = w.sum(D::Minus1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(sums.iter().all(|x| (x - 1.0).abs() < 1e-5), "{norm:?}: {sums:?}");
+            let above = w.broadcast_mul(&(1.0 - &mask.keep).unwrap()).unwrap();
+            assert_eq!(max_diff(&above, &above.zeros_like().unwrap()), 0.0);
+        }
+    }
+
+    #[test]
+    fn stable_and_inference_forms_agree() {
+        let t = 8;
+        let mask = CausalMask::new(t, &Device::Cpu).unwrap();
+        let s = scores(2, 2, t, 7);
+        for scaling in [EpsScaling::PerKey, EpsScaling::Fixed] {
+            let mut r1 = RangeRecorder::default();
+            let mut r2 = RangeRecorder::default();
+            let a = power(1e-2, scaling, PowerForm::Stable).forward(&s, &mask, 0, Some(&mut r1));
+            let b = power(1e-2, scaling, PowerForm::Inference).forward(&s, &mask, 0, Some(&mut r2));
+            assert!(max_diff(&a.unwrap(), &b.unwrap()) < 1e-5);
+            let (i1, i2) = (r1.intervals().unwrap(), r2.intervals().unwrap());
+            assert_eq!(i1.len(), 2);
+            for ((_, k1, a), (_, k2, b)) in i1.iter().zip(&i2) {
+                assert_eq!(k1, k2);
+                assert!((a.max - b.max).abs() <= 1e-4 * b.max.abs().max(1.0), "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn power_softmax_is_division_invariant_without_eps() {
+        let t = 5;
+        let mask = CausalMask::new(t, &Device::Cpu).unwrap();
+        let s = scores(1, 2, t, 3);
+        let norm = power(0.0, EpsScaling::PerKey, PowerForm::Inference);
+        let a = norm.forward(&s, &mask, 0, None).unwrap();
+        let b = norm.forward(&(&s * 0.37).unwrap(), &mask, 0, None).unwrap();
+        assert!(max_diff(&a, &b) < 1e-5);
+    }
+
+    #[test]
+    fn relu_linear_is_relu_over_key_count() {
+        let mask = CausalMask::new(3, &Device::Cpu).unwrap();
+        let s = Tensor::new(&[[[[1f32, 9., 9.], [-2., 4., 9.], [3., 0., -1.]]]], &Device::Cpu);
+        let w = AttentionNorm::ReluLinear.forward(&s.unwrap(), &mask, 0, None).unwrap();
+        let got = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let want = [1., 0., 0., 0., 2., 0., 1., 0., 0.];
+        assert!(got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-6), "{got:?}");
+    }
+
+    /// Backward checked against central finite differences (f64) for every normalization.
+    #[test]
+    fn gradients_match_finite_differences() {
+        let t = 4;
+        let dev = Device::Cpu;
+        let mask = CausalMask::new(t, &dev).unwrap();
+        let mask64 = CausalMask {
+            keep: mask.keep.to_dtype(DType::F64).unwrap(),
+            additive: mask.additive.to_dtype(DType::F64).unwrap(),
+            keys: mask.keys.to_dtype(DType::F64).unwrap(),
+        };
+        let s0 = scores(1, 1, t, 11).to_dtype(DType::F64).unwrap();
+        let probe = scores(1, 1, t, 12).to_dtype(DType::F64).unwrap();
+        let loss = |norm: &AttentionNorm, s: &Tensor| {
+            let w = norm.forward(s, &mask64, 0, None).unwrap();
+            (w * &probe).unwrap().sum_all().unwrap()
+        };
+        for norm in all_norms() {
+            let var = Var::from_tensor(&s0).unwrap();
+            let grads = loss(&norm, var.as_tensor()).backward().unwrap();
+            let g = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap();
+            let g = g.to_vec1::<f64>().unwrap();
+            let base = s0.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            for (k, &gk) in g.iter().enumerate() {
+                let h = 1e-6;
+                let at = |d: f64| {
+                    let mut v = base.clone();
+                    v[k] += d;
+                    let s = Tensor::from_vec(v, (1, 1, t, t), &dev).unwrap();
+                    loss(&norm, &s).to_scalar::<f64>().unwrap()
+                };
+                let fd = (at(h) - at(-h)) / (2.0 * h);
+                assert!((fd - gk).abs() < 1e-5 * (1.0 + fd.abs()), "{norm:?} [{k}] {fd} vs {gk}");
+            }
+        }
+    }
+}
