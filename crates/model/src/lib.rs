@@ -14,3 +14,10 @@ pub use attention_norm::{AttentionNorm, CausalMask, EpsScaling, PowerForm, Power
 pub use config::{Activation, Arch, ModelConfig, ModelConfigLiteral};
 pub use error::{Error, Result};
 pub use ranges::{Interval, RangeKind, RangeRecord, RangeRecorder};
+pub mod layers;
+pub mod llama;
+pub mod model;
+pub mod neox;
+pub mod rope;
+
+pub use model::{Model, cross_entropy};

@@ -1,0 +1,140 @@
+//! Building blocks shared by both layouts, each `load(vb, ..)` + `forward`, from composed
+//! candle ops only (candle's fused LayerNorm / RMSNorm drop gradients in training).
+
+use candle_core::{D, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+use crate::attention_norm::{AttentionNorm, CausalMask};
+use crate::config::Activation;
+use crate::error::Result;
+use crate::ranges::{RangeKind, RangeRecorder};
+
+/// Standard deviation of the normal initialization of weights (GPT-NeoX / Llama default).
+pub const INIT_STD: f64 = 0.02;
+
+/// `y = x W^T + b`, weight `(out, in)` as in PyTorch.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// Loads `{vb}.weight` and, if `bias`, `{vb}.bias`.
+    pub fn load(vb: VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Self> {
+        let init = Init::Randn { mean: 0.0, stdev: INIT_STD };
+        let weight = vb.get_with_hints((out_dim, in_dim), "weight", init)?;
+        let bias = if bias { Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?) } else { None };
+        Ok(Linear { weight, bias })
+    }
+
+    /// Wraps an existing weight (tied output head).
+    pub fn from_weight(weight: Tensor) -> Self {
+        Linear { weight, bias: None }
+    }
+
+    /// `(..., in) -> (..., out)`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let in_dim = dims[dims.len() - 1];
+        let rows = x.elem_count() / in_dim;
+        let y = x.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?; // (N, out)
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out_dims = dims;
+        *out_dims.last_mut().expect("non-empty") = self.weight.dim(0)?;
+        Ok(y.reshape(out_dims)?)
+    }
+}
+
+/// LayerNorm (with bias) or RMSNorm (without), over the last dimension.
+#[derive(Debug, Clone)]
+pub struct Norm {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    eps: f64,
+}
+
+impl Norm {
+    /// LayerNorm `{vb}.weight`, `{vb}.bias`.
+    pub fn load_layer_norm(vb: VarBuilder, dim: usize, eps: f64) -> Result<Self> {
+        let weight = vb.get_with_hints(dim, "weight", Init::Const(1.0))?;
+        let bias = Some(vb.get_with_hints(dim, "bias", Init::Const(0.0))?);
+        Ok(Norm { weight, bias, eps })
+    }
+
+    /// RMSNorm `{vb}.weight`.
+    pub fn load_rms_norm(vb: VarBuilder, dim: usize, eps: f64) -> Result<Self> {
+        let weight = vb.get_with_hints(dim, "weight", Init::Const(1.0))?;
+        Ok(Norm { weight, bias: None, eps })
+    }
+
+    /// Normalizes `(..., C)`; records the input of `1/sqrt(.)` as [`RangeKind::NormVariance`].
+    pub fn forward(&self, x: &Tensor, layer: usize, rec: Option<&mut RangeRecorder>) -> Result<Tensor> {
+        let (centered, var) = if self.bias.is_some() {
+            let xc = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+            let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+            (xc, var)
+        } else {
+            (x.clone(), x.sqr()?.mean_keepdim(D::Minus1)?)
+        };
+        let var = (var + self.eps)?; // (..., 1)
+        if let Some(rec) = rec {
+            rec.record(layer, RangeKind::NormVariance, &var)?;
+        }
+        let y = centered.broadcast_div(&var.sqrt()?)?.broadcast_mul(&self.weight)?;
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+}
+
+/// Applies `act`, recording its input as [`RangeKind::ActivationInput`].
+pub fn activate(
+    act: Activation,
+    x: &Tensor,
+    layer: usize,
+    rec: Option<&mut RangeRecorder>,
+) -> Result<Tensor> {
+    if let Some(rec) = rec {
+        rec.record(layer, RangeKind::ActivationInput, x)?;
+    }
+    Ok(match act {
+        Activation::Gelu => x.gelu_erf()?,
+        Activation::GeluTanh => x.gelu()?,
+        Activation::Silu => x.silu()?,
+        Activation::Relu => x.relu()?,
+    })
+}
+
+/// Scaled dot-product attention with grouped-query heads: q `(B, H, T, D)`, k and v
+/// `(B, Hkv, T, D)`; returns `(B, T, H * D)`.
+pub fn attend(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    norm: &AttentionNorm,
+    mask: &CausalMask,
+    layer: usize,
+    rec: Option<&mut RangeRecorder>,
+) -> Result<Tensor> {
+    let (b, h, t, d) = q.dims4()?;
+    let kv_heads = k.dim(1)?;
+    let (k, v) = (repeat_kv(k, h / kv_heads)?, repeat_kv(v, h / kv_heads)?);
+    let scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?; // (B, H, T, T)
+    let weights = norm.forward(&scores, mask, layer, rec)?;
+    let y = weights.matmul(&v)?; // (B, H, T, D)
+    Ok(y.transpose(1, 2)?.reshape((b, t, h * d))?)
+}
+
+/// `(B, Hkv, T, D) -> (B, Hkv * n, T, D)`, each kv head repeated `n` times in place.
+fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
+    if n == 1 {
+        return Ok(x.clone());
+    }
+    let (b, hkv, t, d) = x.dims4()?;
+    Ok(x.unsqueeze(2)?.broadcast_as((b, hkv, n, t, d))?.reshape((b, hkv * n, t, d))?)
+}
