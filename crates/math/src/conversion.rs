@@ -1,0 +1,252 @@
+//! Base conversion between RNS bases (the core of ModUp / ModDown) and reconstruction of
+//! centered integers from residues (for decoding).
+
+use rayon::prelude::*;
+
+use crate::{Modulus, Repr, Result, RnsBasis, RnsPoly};
+
+/// Coefficients handled per block when accumulating 128-bit sums.
+const BLOCK: usize = 128;
+/// Products of two values below 2^62 summed before a reduction (keeps sums below 2^128).
+const LAZY_TERMS: usize = 15;
+
+/// Converts residues over a source basis `A = {a_i}` to a target basis `B = {b_j}`:
+/// `y_i = [x_i * (A/a_i)^-1]_{a_i}`, then `out_j = sum_i y_i * [A/a_i]_{b_j} - v * [A]_{b_j}`.
+///
+/// - *approximate* (`v = 0`): the result is `x + u*A` for some `0 <= u < |A|`, the fast
+///   conversion used by hybrid key switching, whose `u*A` term the key absorbs;
+/// - *exact* (`v = round(sum_i y_i / a_i)`, HPS-style floating-point correction): the
+///   centered representative of `x` in `(-A/2, A/2]`, exact except when `x/A` is within
+///   ~2^-50 of +-1/2.
+#[derive(Debug, Clone)]
+pub struct BasisConverter {
+    from: RnsBasis,
+    to: RnsBasis,
+    /// `(A/a_i)^-1 mod a_i` and Shoup quotient.
+    hat_inv: Vec<(u64, u64)>,
+    /// `[A/a_i]_{b_j}`, indexed `[j][i]`.
+    hat_mod_to: Vec<Vec<u64>>,
+    /// `[A]_{b_j}`.
+    a_mod_to: Vec<u64>,
+    /// `1 / a_i` as f64.
+    a_inv_f64: Vec<f64>,
+}
+
+impl BasisConverter {
+    /// Precomputes the tables from `from` to `to`.
+    pub fn new(from: &RnsBasis, to: &RnsBasis) -> Result<Self> {
+        let k = from.len();
+        let mut hat_inv = Vec::with_capacity(k);
+        for i in 0..k {
+            let m = from.modulus(i);
+            let hat = (0..k)
+                .filter(|&j| j != i)
+                .fold(1u64, |acc, j| m.mul(acc, m.reduce(from.modulus(j).value())));
+            let inv = m.inv(hat)?;
+            hat_inv.push((inv, m.shoup(inv)));
+        }
+        let hat_mod_to = (0..to.len())
+            .map(|j| {
+                let m = to.modulus(j);
+                (0..k)
+                    .map(|i| {
+                        (0..k)
+                            .filter(|&l| l != i)
+                            .fold(1u64, |acc, l| m.mul(acc, m.reduce(from.modulus(l).value())))
+                    })
+                    .collect()
+            })
+            .collect();
+        let a_mod_to = (0..to.len())
+            .map(|j| from.product_mod(to.modulus(j)))
+            .collect();
+        let a_inv_f64 = (0..k)
+            .map(|i| 1.0 / from.modulus(i).value() as f64)
+            .collect();
+        Ok(Self {
+            from: from.clone(),
+            to: to.clone(),
+            hat_inv,
+            hat_mod_to,
+            a_mod_to,
+            a_inv_f64,
+        })
+    }
+
+    /// Source basis.
+    pub fn from(&self) -> &RnsBasis {
+        &self.from
+    }
+
+    /// Target basis.
+    pub fn to(&self) -> &RnsBasis {
+        &self.to
+    }
+
+    /// Approximate conversion of the coefficient-form limbs `input[..|A|]` into `out` (all
+    /// `|B|` limbs written, coefficient form).
+    pub fn convert_approx(&self, input: &[&[u64]], out: &mut [&mut [u64]]) {
+        self.convert(input, out, false);
+    }
+
+    /// Exact (centered) conversion, see the type's documentation.
+    pub fn convert_exact(&self, input: &[&[u64]], out: &mut [&mut [u64]]) {
+        self.convert(input, out, true);
+    }
+
+    /// Polynomial form of [`Self::convert_approx`]: `input` holds exactly the `|A|` source limbs.
+    pub fn convert_poly_approx(&self, input: &RnsPoly) -> RnsPoly {
+        let mut out = RnsPoly::zero(input.n(), self.to.len(), Repr::Coeff);
+        let ins: Vec<&[u64]> = input.limbs_iter().collect();
+        let mut outs: Vec<&mut [u64]> = out.data_mut().chunks_exact_mut(input.n()).collect();
+        self.convert(&ins, &mut outs, false);
+        out
+    }
+
+    fn convert(&self, input: &[&[u64]], out: &mut [&mut [u64]], exact: bool) {
+        let k = self.from.len();
+        assert_eq!(input.len(), k, "source limb count");
+        assert_eq!(out.len(), self.to.len(), "target limb count");
+        let n = self.from.n();
+        // y_i = x_i * hat_inv_i mod a_i
+        let mut y = vec![0u64; k * n];
+        y.par_chunks_exact_mut(n)
+            .zip(input.par_iter())
+            .enumerate()
+            .for_each(|(i, (yi, xi))| {
+                let m = self.from.modulus(i);
+                let (w, ws) = self.hat_inv[i];
+                for (d, &x) in yi.iter_mut().zip(xi.iter()) {
+                    *d = m.mul_shoup(x, w, ws);
+                }
+            });
+        let v: Option<Vec<u64>> = exact.then(|| {
+            (0..n)
+                .map(|c| {
+                    let s: f64 = (0..k)
+                        .map(|i| y[i * n + c] as f64 * self.a_inv_f64[i])
+                        .sum();
+                    s.round() as u64
+                })
+                .collect()
+        });
+        out.par_iter_mut().enumerate().for_each(|(j, oj)| {
+            let m = self.to.modulus(j);
+            let coeffs = &self.hat_mod_to[j];
+            let a_mod = self.a_mod_to[j];
+            let neg_a = m.neg(a_mod);
+            let mut acc = [0u128; BLOCK];
+            for start in (0..n).step_by(BLOCK) {
+                let len = BLOCK.min(n - start);
+                let acc = &mut acc[..len];
+                acc.fill(0);
+                for (i, &c) in coeffs.iter().enumerate() {
+                    let yi = &y[i * n + start..i * n + start + len];
+                    for (a, &yv) in acc.iter_mut().zip(yi) {
+                        *a += yv as u128 * c as u128;
+                    }
+                    if (i + 1) % LAZY_TERMS == 0 {
+                        for a in acc.iter_mut() {
+                            *a = m.reduce_u128_any(*a) as u128;
+                        }
+                    }
+                }
+                let dst = &mut oj[start..start + len];
+                match &v {
+                    Some(v) => {
+                        for ((d, &a), &vv) in
+                            dst.iter_mut().zip(acc.iter()).zip(&v[start..start + len])
+                        {
+                            *d = m.reduce_u128_any(
+                                m.reduce_u128_any(a) as u128 + vv as u128 * neg_a as u128,
+                            );
+                        }
+                    }
+                    None => {
+                        for (d, &a) in dst.iter_mut().zip(acc.iter()) {
+                            *d = m.reduce_u128_any(a);
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Reconstructs centered integers from residues by balanced mixed-radix (Garner)
+/// conversion and evaluates them in `f64`: exact digits, one rounding per term.
+#[derive(Debug, Clone)]
+pub struct CrtReconstructor {
+    basis: RnsBasis,
+    /// `(q_0 ... q_{i-1})^-1 mod q_i`.
+    prefix_inv: Vec<u64>,
+    /// `[q_0 ... q_{j-1}]_{q_i}` for `j < i`, indexed `[i][j]`.
+    prefix_mod: Vec<Vec<u64>>,
+    /// `q_0 ... q_{i-1}` as f64 (may be +inf for huge bases; only used with nonzero digits).
+    prefix_f64: Vec<f64>,
+}
+
+impl CrtReconstructor {
+    /// Tables for `basis`.
+    pub fn new(basis: &RnsBasis) -> Result<Self> {
+        let k = basis.len();
+        let mut prefix_inv = Vec::with_capacity(k);
+        let mut prefix_mod = Vec::with_capacity(k);
+        for i in 0..k {
+            let m = basis.modulus(i);
+            let mut row = Vec::with_capacity(i);
+            let mut p = 1u64;
+            for j in 0..i {
+                row.push(p);
+                p = m.mul(p, m.reduce(basis.modulus(j).value()));
+            }
+            prefix_inv.push(if i == 0 { 1 } else { m.inv(p)? });
+            prefix_mod.push(row);
+        }
+        let mut prefix_f64 = Vec::with_capacity(k);
+        let mut p = 1.0f64;
+        for i in 0..k {
+            prefix_f64.push(p);
+            p *= basis.modulus(i).value() as f64;
+        }
+        Ok(Self {
+            basis: basis.clone(),
+            prefix_inv,
+            prefix_mod,
+            prefix_f64,
+        })
+    }
+
+    /// The centered value of coefficient `c` of a coefficient-form polynomial whose limbs are
+    /// the first `poly.limbs()` primes of the basis, as `f64`.
+    pub fn centered_f64(&self, poly: &RnsPoly, c: usize) -> f64 {
+        let k = poly.limbs();
+        let mut digits = [0i64; 64];
+        assert!(k <= 64 && k <= self.basis.len());
+        let mut value = 0.0f64;
+        for i in 0..k {
+            let m: &Modulus = self.basis.modulus(i);
+            // Residue of the partial sum sum_{j<i} d_j * M_j modulo q_i.
+            let partial = (0..i).fold(0u64, |acc, j| {
+                m.add(acc, m.mul(m.from_i64(digits[j]), self.prefix_mod[i][j]))
+            });
+            let d = m.mul(m.sub(poly.limb(i)[c], partial), self.prefix_inv[i]);
+            digits[i] = m.center(d);
+        }
+        for i in (0..k).rev() {
+            if digits[i] != 0 {
+                value += digits[i] as f64 * self.prefix_f64[i];
+            }
+        }
+        value
+    }
+
+    /// All coefficients of `poly` (coefficient form) as centered `f64`.
+    pub fn centered_f64_all(&self, poly: &RnsPoly) -> Vec<f64> {
+        assert_eq!(poly.repr(), Repr::Coeff);
+        (0..poly.n())
+            .into_par_iter()
+            .map(|c| self.centered_f64(poly, c))
+            .collect()
+    }
+}
