@@ -84,7 +84,12 @@ impl Modulus {
     /// `x mod q` for any `u64`.
     #[inline(always)]
     pub fn reduce(&self, x: u64) -> u64 {
-        x % self.value
+        // Every u64 is below q^2 once q has 32 bits: Barrett applies.
+        if self.bits > 32 {
+            self.reduce_u128(x as u128)
+        } else {
+            x % self.value
+        }
     }
 
     /// `(a * b) mod q` for `a, b < q`.

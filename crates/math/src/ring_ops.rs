@@ -204,4 +204,37 @@ impl RnsBasis {
             }
         });
     }
+
+    /// Divides by the last prime `q_l` with rounding and drops that limb (CKKS rescale), in
+    /// evaluation form: `p_i <- (p_i - [p_l]_{q_i}) * q_l^-1`, with `[p_l]` centered.
+    pub fn rescale_eval(&self, p: &mut RnsPoly) {
+        assert_eq!(p.repr(), Repr::Eval);
+        let l = p.limbs() - 1;
+        assert!(l >= 1 && l < self.len(), "rescale needs at least two limbs");
+        let n = p.n();
+        let mut last = p.limb(l).to_vec();
+        self.plan(l).inverse(&mut last);
+        let ql = self.modulus(l).value();
+        let half = ql / 2;
+        p.truncate(l);
+        for_each_limb(p, |i, limb| {
+            let m = self.modulus(i);
+            let q_l_mod = m.reduce(ql);
+            let mut t = vec![0u64; n];
+            for (d, &x) in t.iter_mut().zip(&last) {
+                // centered representative of x in (-q_l/2, q_l/2], reduced mod q_i
+                *d = if x > half {
+                    m.sub(m.reduce(x), q_l_mod)
+                } else {
+                    m.reduce(x)
+                };
+            }
+            self.plan(i).forward(&mut t);
+            let inv = m.inv(q_l_mod).expect("distinct primes are coprime");
+            let inv_s = m.shoup(inv);
+            for (y, &tv) in limb.iter_mut().zip(&t) {
+                *y = m.mul_shoup(m.sub(*y, tv), inv, inv_s);
+            }
+        });
+    }
 }

@@ -116,3 +116,32 @@ fn basis_rejects_duplicates_and_bad_degree() {
     ));
     assert!(RnsBasis::new(24, &[p]).is_err());
 }
+
+#[test]
+fn rescale_divides_with_rounding() {
+    let n = 16;
+    let b = basis(n, 40, 3, &[]);
+    let q2 = b.modulus(2).value() as i128;
+    let mut s = Sampler::seeded(9);
+    let vals: Vec<i128> = (0..n)
+        .map(|_| s.uniform_below(1 << 60) as i128 * 977 - (1i128 << 68))
+        .collect();
+    let mut p = RnsPoly::zero(n, 3, Repr::Coeff);
+    for i in 0..3 {
+        for (k, &v) in vals.iter().enumerate() {
+            p.limb_mut(i)[k] = b.modulus(i).from_i128(v);
+        }
+    }
+    b.ntt(&mut p);
+    b.rescale_eval(&mut p);
+    b.intt(&mut p);
+    assert_eq!(p.limbs(), 2);
+    let crt = CrtReconstructor::new(&b.prefix(2)).unwrap();
+    for (k, &v) in vals.iter().enumerate() {
+        let want = (v as f64 / q2 as f64).round();
+        assert!(
+            (crt.centered_f64(&p, k) - want).abs() <= 1.0,
+            "coefficient {k}"
+        );
+    }
+}

@@ -1,0 +1,97 @@
+//! Key switching and automorphisms on ciphertexts: the RLWE operations the CKKS evaluator
+//! builds on.
+
+use std::sync::Arc;
+
+use psf_math::RnsPoly;
+
+use crate::keyswitch::{self, Decomposition};
+use crate::{Ciphertext, GaloisKey, Parameters, Result, RlweError, SwitchingKey};
+
+/// Key switching and automorphisms for one parameter set.
+#[derive(Clone, Debug)]
+pub struct KeySwitcher {
+    params: Arc<Parameters>,
+}
+
+impl KeySwitcher {
+    /// For `params`.
+    pub fn new(params: &Arc<Parameters>) -> Self {
+        Self {
+            params: params.clone(),
+        }
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &Arc<Parameters> {
+        &self.params
+    }
+
+    fn check_key(&self, key: &SwitchingKey) -> Result<()> {
+        self.params.check_same(key.params())?;
+        if key.digits.len() != self.params.dnum() {
+            return Err(RlweError::Malformed {
+                reason: format!(
+                    "key has {} digits, expected {}",
+                    key.digits.len(),
+                    self.params.dnum()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// `(d_0, d_1)` over `Q_l` with `d_0 + d_1 s ~= c * s_in` for a key `s_in -> s`.
+    pub fn switch(&self, c: &RnsPoly, key: &SwitchingKey) -> Result<(RnsPoly, RnsPoly)> {
+        self.check_key(key)?;
+        Ok(keyswitch::switch(self.params.ks(), c, key))
+    }
+
+    /// The hoistable part of key switching: decomposition and ModUp of `c`.
+    pub fn decompose(&self, c: &RnsPoly) -> Decomposition {
+        keyswitch::decompose(self.params.ks(), c)
+    }
+
+    /// Applies `X -> X^g` to `ct` and switches back to `s` with the Galois key.
+    pub fn automorphism(&self, ct: &Ciphertext, key: &GaloisKey) -> Result<Ciphertext> {
+        let dec = self.decompose(&ct.polys[1]);
+        self.automorphism_hoisted(ct, &dec, key)
+    }
+
+    /// Like [`Self::automorphism`], reusing the decomposition of `ct.polys[1]` (hoisting):
+    /// many rotations of one ciphertext pay for one decomposition.
+    pub fn automorphism_hoisted(
+        &self,
+        ct: &Ciphertext,
+        dec: &Decomposition,
+        key: &GaloisKey,
+    ) -> Result<Ciphertext> {
+        self.check_key(&key.key)?;
+        if ct.degree() != 1 {
+            return Err(RlweError::Malformed {
+                reason: format!("automorphism needs degree 1, got {}", ct.degree()),
+            });
+        }
+        let level = ct.level();
+        let ks = self.params.ks();
+        let perm = self.params.galois_permutation(key.galois_element);
+        let (a0, a1) = keyswitch::inner_product(ks, dec, &key.key, Some(&perm));
+        let ((mut d0, d1), c0) = rayon::join(
+            || {
+                rayon::join(
+                    || keyswitch::mod_down(ks, &a0, level),
+                    || keyswitch::mod_down(ks, &a1, level),
+                )
+            },
+            || {
+                let mut c0 = RnsPoly::zero(self.params.n(), level + 1, psf_math::Repr::Eval);
+                self.params
+                    .q()
+                    .automorphism_eval(&ct.polys[0], &perm, &mut c0);
+                c0
+            },
+        );
+        self.params.q().add_assign(&mut d0, &c0);
+        Ok(Ciphertext::from_parts(&self.params, vec![d0, d1], ct.meta))
+    }
+}

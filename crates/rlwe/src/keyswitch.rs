@@ -1,0 +1,200 @@
+//! Hybrid key switching (Han-Ki): decompose into `dnum` digits of `alpha` primes, raise each
+//! digit to `Q_l * P` (ModUp), take the inner product with the key, divide by `P` (ModDown).
+//!
+//! The decomposition is separate from the inner product, so one decomposition serves many
+//! Galois keys (hoisted rotations): an automorphism commutes with the decomposition and is
+//! applied to the raised digits as a permutation of evaluations.
+
+use psf_math::{BasisConverter, Repr, RnsBasis, RnsPoly};
+use rayon::prelude::*;
+
+use crate::{Result, SwitchingKey};
+
+/// Per-level tables for ModUp and ModDown.
+pub(crate) struct KeySwitchTables {
+    digit_size: usize,
+    nq: usize,
+    /// `Q_l ++ P` per level.
+    qlp: Vec<RnsBasis>,
+    /// ModUp converters `[level][digit]`: digit primes -> (other primes of `Q_l`) ++ `P`.
+    mod_up: Vec<Vec<BasisConverter>>,
+    /// ModDown converters per level: `P -> Q_l`.
+    mod_down: Vec<BasisConverter>,
+    /// `P^-1 mod q_i`.
+    p_inv_mod_q: Vec<u64>,
+}
+
+impl KeySwitchTables {
+    pub(crate) fn new(q: &RnsBasis, p: &RnsBasis, digit_size: usize) -> Result<Self> {
+        let nq = q.len();
+        let mut qlp = Vec::with_capacity(nq);
+        let mut mod_up = Vec::with_capacity(nq);
+        let mut mod_down = Vec::with_capacity(nq);
+        for level in 0..nq {
+            let ql = q.prefix(level + 1);
+            qlp.push(ql.concat(p)?);
+            mod_down.push(BasisConverter::new(p, &ql)?);
+            let digits = (level + 1).div_ceil(digit_size);
+            let convs = (0..digits)
+                .map(|j| {
+                    let range = digit_range(j, digit_size, level);
+                    let from = q.slice(range.clone());
+                    let others: Vec<_> = (0..=level)
+                        .filter(|i| !range.contains(i))
+                        .map(|i| q.plans()[i].clone())
+                        .collect();
+                    let to = RnsBasis::from_plans(q.n(), others)?.concat(p)?;
+                    Ok(BasisConverter::new(&from, &to)?)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            mod_up.push(convs);
+        }
+        let p_inv_mod_q = (0..nq)
+            .map(|i| {
+                let m = q.modulus(i);
+                m.inv(p.product_mod(m))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Self {
+            digit_size,
+            nq,
+            qlp,
+            mod_up,
+            mod_down,
+            p_inv_mod_q,
+        })
+    }
+
+    /// The basis `Q_level ++ P`.
+    pub(crate) fn qlp(&self, level: usize) -> &RnsBasis {
+        &self.qlp[level]
+    }
+}
+
+fn digit_range(j: usize, alpha: usize, level: usize) -> std::ops::Range<usize> {
+    (j * alpha)..((j + 1) * alpha).min(level + 1)
+}
+
+/// A polynomial decomposed into digits raised to `Q_l ++ P` (evaluation form), ready for
+/// inner products with any switching key (the hoisted part of key switching).
+#[derive(Clone, Debug)]
+pub struct Decomposition {
+    /// The level of the decomposed polynomial.
+    pub level: usize,
+    /// One polynomial over `Q_l ++ P` per digit.
+    pub digits: Vec<RnsPoly>,
+}
+
+/// Decomposes `c` (evaluation form, `level + 1` limbs) and raises each digit to `Q_l ++ P`.
+pub(crate) fn decompose(t: &KeySwitchTables, c: &RnsPoly) -> Decomposition {
+    let level = c.limbs() - 1;
+    let n = c.n();
+    let ql = t.qlp(level).prefix(level + 1);
+    let mut coeff = c.clone();
+    ql.intt(&mut coeff);
+    let qlp = t.qlp(level);
+    let digits = t.mod_up[level]
+        .iter()
+        .enumerate()
+        .map(|(j, conv)| {
+            let range = digit_range(j, t.digit_size, level);
+            let mut out = RnsPoly::zero(n, qlp.len(), Repr::Eval);
+            let mut digit_limbs = Vec::with_capacity(range.len());
+            let mut targets = Vec::with_capacity(qlp.len() - range.len());
+            for (idx, limb) in out.data_mut().chunks_exact_mut(n).enumerate() {
+                if range.contains(&idx) {
+                    digit_limbs.push((idx, limb))
+                } else {
+                    targets.push((idx, limb))
+                }
+            }
+            for (idx, limb) in digit_limbs {
+                limb.copy_from_slice(c.limb(idx));
+            }
+            let inputs: Vec<&[u64]> = range.clone().map(|i| coeff.limb(i)).collect();
+            let mut target_refs: Vec<&mut [u64]> =
+                targets.iter_mut().map(|(_, l)| &mut **l).collect();
+            conv.convert_approx(&inputs, &mut target_refs);
+            targets
+                .par_iter_mut()
+                .for_each(|(idx, limb)| qlp.plan(*idx).forward(limb));
+            out
+        })
+        .collect();
+    Decomposition { level, digits }
+}
+
+/// `(sum_j d_j * b_j, sum_j d_j * a_j)` over `Q_l ++ P`, with the digits first permuted by
+/// `perm` (an automorphism in evaluation form) when given.
+pub(crate) fn inner_product(
+    t: &KeySwitchTables,
+    dec: &Decomposition,
+    key: &SwitchingKey,
+    perm: Option<&[u32]>,
+) -> (RnsPoly, RnsPoly) {
+    let level = dec.level;
+    let qlp = t.qlp(level);
+    let n = qlp.n();
+    let mut acc0 = RnsPoly::zero(n, qlp.len(), Repr::Eval);
+    let mut acc1 = RnsPoly::zero(n, qlp.len(), Repr::Eval);
+    let key_limb = |tl: usize| {
+        if tl <= level {
+            tl
+        } else {
+            t.nq + tl - level - 1
+        }
+    };
+    acc0.data_mut()
+        .par_chunks_exact_mut(n)
+        .zip(acc1.data_mut().par_chunks_exact_mut(n))
+        .enumerate()
+        .for_each(|(tl, (a0, a1))| {
+            let plan = qlp.plan(tl);
+            let kl = key_limb(tl);
+            let mut scratch = perm.map(|_| vec![0u64; n]);
+            for (j, d) in dec.digits.iter().enumerate() {
+                let (kb, ka) = &key.digits[j];
+                let dl = match (&perm, &mut scratch) {
+                    (Some(p), Some(s)) => {
+                        let src = d.limb(tl);
+                        for (o, &pi) in s.iter_mut().zip(p.iter()) {
+                            *o = src[pi as usize];
+                        }
+                        &s[..]
+                    }
+                    _ => d.limb(tl),
+                };
+                plan.mul_accumulate(a0, dl, kb.limb(kl));
+                plan.mul_accumulate(a1, dl, ka.limb(kl));
+            }
+        });
+    (acc0, acc1)
+}
+
+/// Divides `x` over `Q_l ++ P` (evaluation form) by `P` with rounding: the result over `Q_l`.
+pub(crate) fn mod_down(t: &KeySwitchTables, x: &RnsPoly, level: usize) -> RnsPoly {
+    let n = x.n();
+    let qlp = t.qlp(level);
+    let nl = level + 1;
+    let np = qlp.len() - nl;
+    let p_basis = qlp.slice(nl..qlp.len());
+    let mut p_part = RnsPoly::from_data(n, Repr::Eval, x.data()[nl * n..].to_vec()).expect("shape");
+    debug_assert_eq!(p_part.limbs(), np);
+    p_basis.intt(&mut p_part);
+    let mut conv = t.mod_down[level].convert_poly_approx(&p_part);
+    let ql = qlp.prefix(nl);
+    ql.ntt(&mut conv);
+    let mut out = x.prefix(nl);
+    ql.sub_assign(&mut out, &conv);
+    ql.mul_scalar_assign(&mut out, &t.p_inv_mod_q[..nl]);
+    out
+}
+
+/// Full key switch of `c` (evaluation form over `Q_l`): returns `(d_0, d_1)` over `Q_l` with
+/// `d_0 + d_1 s ~= c * s_in`.
+pub(crate) fn switch(t: &KeySwitchTables, c: &RnsPoly, key: &SwitchingKey) -> (RnsPoly, RnsPoly) {
+    let dec = decompose(t, c);
+    let (a0, a1) = inner_product(t, &dec, key, None);
+    let level = dec.level;
+    rayon::join(|| mod_down(t, &a0, level), || mod_down(t, &a1, level))
+}
