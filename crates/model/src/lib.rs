@@ -16,8 +16,11 @@ pub use error::{Error, Result};
 pub use ranges::{Interval, RangeKind, RangeRecord, RangeRecorder};
 pub mod layers;
 pub mod llama;
+pub mod loss;
 pub mod model;
 pub mod neox;
 pub mod rope;
+pub mod train;
 
-pub use model::{Model, cross_entropy};
+pub use loss::cross_entropy;
+pub use model::Model;

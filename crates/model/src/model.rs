@@ -13,6 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::{Arch, ModelConfig, ModelConfigLiteral};
 use crate::error::{Error, Result};
 use crate::llama::Llama;
+use crate::loss::cross_entropy;
 use crate::neox::GptNeox;
 use crate::ranges::RangeRecorder;
 
@@ -87,16 +88,6 @@ impl Model {
         let v = logits.dim(D::Minus1)?;
         cross_entropy(&logits.reshape(((), v))?, &targets.flatten_all()?)
     }
-}
-
-/// Mean cross-entropy of `logits` `(N, V)` against class ids `targets` `(N)`, from composed
-/// ops (a detached max shift, exp, sum, log), so gradients reach the logits.
-pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let m = logits.max_keepdim(D::Minus1)?.detach(); // (N, 1)
-    let shifted = logits.broadcast_sub(&m)?;
-    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?; // (N, 1)
-    let picked = shifted.gather(&targets.unsqueeze(1)?, 1)?; // (N, 1)
-    Ok((lse - picked)?.mean_all()?)
 }
 
 /// A `VarBuilder` backend that creates missing variables from a seeded RNG keyed by name.
