@@ -1,4 +1,25 @@
-//! psf-ckks
+//! `psf-ckks`: the CKKS scheme over psformer's RLWE layer.
+//!
+//! [`CkksParametersLiteral`] -> [`CkksParameters`] (named sets in [`sets`]), the canonical-
+//! embedding [`Encoder`], [`EvaluationKeys`], the [`Evaluator`] (add, multiply, relinearize,
+//! rescale, rotate, conjugate, hoisted rotations), precision statistics and serialization.
 
+mod encoder;
 pub mod encoding;
+mod error;
+mod evaluator;
+mod keys;
+mod params;
 pub mod precision;
+pub mod serialization;
+
+pub use encoder::Encoder;
+pub use error::{CkksError, Result};
+pub use evaluator::Evaluator;
+pub use keys::{EvaluationKeys, galois_element_for_conjugation, galois_element_for_rotation};
+pub use params::{CkksParameters, CkksParametersLiteral, sets};
+pub use precision::PrecisionStats;
+pub use psf_rlwe::{
+    Ciphertext, Decryptor, Encryptor, KeyGenerator, MetaData, Plaintext, PublicKey, Scale,
+    SecretKey,
+};

@@ -256,7 +256,6 @@ mod tests {
     use crate::{PrimeSearch, ntt_primes};
     use proptest::prelude::*;
 
-    #[allow(clippy::needless_range_loop)] // index arithmetic is the point of the reference
     fn naive_negacyclic(a: &[u64], b: &[u64], m: &Modulus) -> Vec<u64> {
         let n = a.len();
         let mut c = vec![0u64; n];

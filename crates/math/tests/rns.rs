@@ -1,5 +1,4 @@
 //! Property tests for RNS polynomials, ring operations and base conversion.
-#![allow(clippy::needless_range_loop)] // naive reference loops index on purpose
 
 use proptest::prelude::*;
 use psf_math::*;

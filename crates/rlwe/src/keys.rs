@@ -249,7 +249,7 @@ impl KeyGenerator {
     pub fn gen_galois_key(&mut self, galois_element: usize, sk: &SecretKey) -> Result<GaloisKey> {
         let two_n = 2 * self.params.n();
         let g = galois_element % two_n;
-        if g % 2 == 0 {
+        if g.is_multiple_of(2) {
             return Err(crate::RlweError::InvalidParameters {
                 reason: format!("Galois element {galois_element} is even"),
             });
