@@ -7,6 +7,7 @@
 
 pub mod attention_norm;
 pub mod config;
+pub mod data;
 pub mod error;
 pub mod ranges;
 
