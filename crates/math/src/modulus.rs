@@ -3,8 +3,9 @@
 
 use crate::{MathError, Result};
 
-/// Largest supported modulus (exclusive): lazy reductions keep values below `4q < 2^64`.
-pub const MAX_MODULUS: u64 = 1 << 62;
+/// Largest supported modulus (exclusive): lazy reductions keep values below `4q < 2^64`,
+/// and the wide reduction's remainder below `5q < 2^64`.
+pub const MAX_MODULUS: u64 = 1 << 61;
 
 /// A modulus `q < 2^62` with its Barrett constant.
 ///
@@ -72,13 +73,14 @@ impl Modulus {
         let (m1, m0) = (self.mu_wide_hi as u128, self.mu_wide_lo as u128);
         // floor(x * mu / 2^128), dropping the low-low partial product: under by at most 3.
         let mid = ((x1 * m0) >> 64) + ((x0 * m1) >> 64);
-        let q_hat = (x1 * m1).wrapping_add(mid);
-        let q = self.value as u128;
-        let mut r = x.wrapping_sub(q_hat.wrapping_mul(q));
+        // Only the low word of q_hat matters: the true remainder is below 5q < 2^64.
+        let q_hat = (x1 as u64).wrapping_mul(self.mu_wide_hi).wrapping_add(mid as u64);
+        let q = self.value;
+        let mut r = (x as u64).wrapping_sub(q_hat.wrapping_mul(q));
         while r >= q {
             r -= q;
         }
-        r as u64
+        r
     }
 
     /// `x mod q` for any `u64`.

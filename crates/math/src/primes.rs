@@ -77,7 +77,7 @@ pub fn ntt_primes(
     }
     let step = 2 * n as u64;
     let center = 1u64 << bits;
-    let usable = move |q: &u64| *q > step && *q < (1u64 << 62) && !exclude.contains(q);
+    let usable = move |q: &u64| *q > step && *q < crate::MAX_MODULUS && !exclude.contains(q);
     let mut below = std::iter::successors(Some(center + 1 - step), move |q| q.checked_sub(step))
         .take_while(move |q| *q > center >> 1)
         .filter(move |q| usable(q) && is_prime(*q));

@@ -79,8 +79,8 @@ impl KeySwitcher {
         let ((mut d0, d1), c0) = rayon::join(
             || {
                 rayon::join(
-                    || keyswitch::mod_down(ks, &a0, level),
-                    || keyswitch::mod_down(ks, &a1, level),
+                    || keyswitch::mod_down(ks, a0, level),
+                    || keyswitch::mod_down(ks, a1, level),
                 )
             },
             || {

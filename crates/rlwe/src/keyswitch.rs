@@ -89,12 +89,19 @@ pub struct Decomposition {
 pub(crate) fn decompose(t: &KeySwitchTables, c: &RnsPoly) -> Decomposition {
     let level = c.limbs() - 1;
     let n = c.n();
-    let ql = t.qlp(level).prefix(level + 1);
-    let mut coeff = c.clone();
-    ql.intt(&mut coeff);
     let qlp = t.qlp(level);
+    // Copy and inverse-transform limb by limb in parallel.
+    let mut coeff = RnsPoly::zero(n, level + 1, Repr::Coeff);
+    coeff
+        .data_mut()
+        .par_chunks_exact_mut(n)
+        .enumerate()
+        .for_each(|(i, limb)| {
+            limb.copy_from_slice(c.limb(i));
+            qlp.plan(i).inverse(limb);
+        });
     let digits = t.mod_up[level]
-        .iter()
+        .par_iter()
         .enumerate()
         .map(|(j, conv)| {
             let range = digit_range(j, t.digit_size, level);
@@ -172,22 +179,30 @@ pub(crate) fn inner_product(
 }
 
 /// Divides `x` over `Q_l ++ P` (evaluation form) by `P` with rounding: the result over `Q_l`.
-pub(crate) fn mod_down(t: &KeySwitchTables, x: &RnsPoly, level: usize) -> RnsPoly {
+pub(crate) fn mod_down(t: &KeySwitchTables, mut x: RnsPoly, level: usize) -> RnsPoly {
     let n = x.n();
     let qlp = t.qlp(level);
     let nl = level + 1;
-    let np = qlp.len() - nl;
     let p_basis = qlp.slice(nl..qlp.len());
     let mut p_part = RnsPoly::from_data(n, Repr::Eval, x.data()[nl * n..].to_vec()).expect("shape");
-    debug_assert_eq!(p_part.limbs(), np);
+    x.truncate(nl);
     p_basis.intt(&mut p_part);
     let mut conv = t.mod_down[level].convert_poly_approx(&p_part);
     let ql = qlp.prefix(nl);
-    ql.ntt(&mut conv);
-    let mut out = x.prefix(nl);
-    ql.sub_assign(&mut out, &conv);
-    ql.mul_scalar_assign(&mut out, &t.p_inv_mod_q[..nl]);
-    out
+    // out_i = (x_i - NTT(conv_i)) * P^-1, limb by limb in parallel.
+    x.data_mut()
+        .par_chunks_exact_mut(n)
+        .zip(conv.data_mut().par_chunks_exact_mut(n))
+        .enumerate()
+        .for_each(|(i, (xi, ci))| {
+            let m = ql.modulus(i);
+            ql.plan(i).forward(ci);
+            let (w, ws) = (t.p_inv_mod_q[i], m.shoup(t.p_inv_mod_q[i]));
+            for (a, &b) in xi.iter_mut().zip(ci.iter()) {
+                *a = m.mul_shoup(m.sub(*a, b), w, ws);
+            }
+        });
+    x
 }
 
 /// Full key switch of `c` (evaluation form over `Q_l`): returns `(d_0, d_1)` over `Q_l` with
@@ -196,5 +211,5 @@ pub(crate) fn switch(t: &KeySwitchTables, c: &RnsPoly, key: &SwitchingKey) -> (R
     let dec = decompose(t, c);
     let (a0, a1) = inner_product(t, &dec, key, None);
     let level = dec.level;
-    rayon::join(|| mod_down(t, &a0, level), || mod_down(t, &a1, level))
+    rayon::join(|| mod_down(t, a0, level), || mod_down(t, a1, level))
 }
