@@ -15,7 +15,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> psf_model::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let norm = match args.get(1).map(String::as_str) {
-        Some("power") => AttentionNorm::Power(PowerSoftmax { eps: 1e-3, ..Default::default() }),
+        Some("power") => AttentionNorm::Power(PowerSoftmax {
+            eps: 1e-3,
+            ..Default::default()
+        }),
         Some("relu") => AttentionNorm::ReluLinear,
         _ => AttentionNorm::Softmax,
     };
@@ -26,9 +29,16 @@ fn main() -> psf_model::Result<()> {
     let cfg = lit.try_build()?;
     let dev = Device::Cpu;
     let (model, varmap) = Model::init_random(&cfg, 0, &dev)?;
-    let schedule = Schedule { max_lr: 1e-3, min_lr: 1e-4, warmup_steps: 5, total_steps: steps + 2 };
+    let schedule = Schedule {
+        max_lr: 1e-3,
+        min_lr: 1e-4,
+        warmup_steps: 5,
+        total_steps: steps + 2,
+    };
     let mut trainer = Trainer::new(&cfg, model, varmap, AdamWConfig::default(), schedule, None);
-    let ids: Vec<u32> = (0..batch * (seq + 1)).map(|i| ((i * 7919) % cfg.vocab_size) as u32).collect();
+    let ids: Vec<u32> = (0..batch * (seq + 1))
+        .map(|i| ((i * 7919) % cfg.vocab_size) as u32)
+        .collect();
     let ids = Tensor::from_vec(ids, (batch, seq + 1), &dev)?;
     let (x, y) = (ids.narrow(1, 0, seq)?, ids.narrow(1, 1, seq)?);
     trainer.step(&x, &y)?; // warm-up
@@ -39,7 +49,9 @@ fn main() -> psf_model::Result<()> {
     }
     let secs = t0.elapsed().as_secs_f64();
     let tps = (steps * batch * seq) as f64 / secs;
-    println!("{norm:?}: {steps} steps in {secs:.2} s, {:.0} ms/step, {tps:.0} tokens/s",
-        1e3 * secs / steps as f64);
+    println!(
+        "{norm:?}: {steps} steps in {secs:.2} s, {:.0} ms/step, {tps:.0} tokens/s",
+        1e3 * secs / steps as f64
+    );
     Ok(())
 }

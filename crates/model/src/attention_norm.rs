@@ -96,10 +96,13 @@ pub struct CausalMask {
 impl CausalMask {
     /// The lower-triangular mask for sequence length `t`.
     pub fn new(t: usize, device: &Device) -> Result<Self> {
-        let keep: Vec<f32> =
-            (0..t * t).map(|k| if k % t <= k / t { 1.0 } else { 0.0 }).collect();
-        let additive: Vec<f32> =
-            keep.iter().map(|&m| if m > 0.0 { 0.0 } else { f32::NEG_INFINITY }).collect();
+        let keep: Vec<f32> = (0..t * t)
+            .map(|k| if k % t <= k / t { 1.0 } else { 0.0 })
+            .collect();
+        let additive: Vec<f32> = keep
+            .iter()
+            .map(|&m| if m > 0.0 { 0.0 } else { f32::NEG_INFINITY })
+            .collect();
         let keys: Vec<f32> = (1..=t).map(|l| l as f32).collect();
         Ok(CausalMask {
             keep: Tensor::from_vec(keep, (t, t), device)?,
@@ -113,11 +116,16 @@ impl AttentionNorm {
     /// Checks the parameters (even p in 2..=16, eps >= 0, delta > 0).
     pub fn validate(&self) -> Result<()> {
         if let AttentionNorm::Power(ps) = self {
-            if ps.p == 0 || ps.p % 2 != 0 || ps.p > 16 {
-                return Err(Error::InvalidConfig(format!("power p={} must be even, 2..=16", ps.p)));
+            if ps.p == 0 || !ps.p.is_multiple_of(2) || ps.p > 16 {
+                return Err(Error::InvalidConfig(format!(
+                    "power p={} must be even, 2..=16",
+                    ps.p
+                )));
             }
             if !(ps.eps >= 0.0 && ps.delta > 0.0) {
-                return Err(Error::InvalidConfig("power needs eps >= 0 and delta > 0".into()));
+                return Err(Error::InvalidConfig(
+                    "power needs eps >= 0 and delta > 0".into(),
+                ));
             }
         }
         Ok(())
@@ -204,7 +212,11 @@ impl PowerSoftmax {
         let den = (&z + self.eps_per_row(mask)?.broadcast_div(&cp)?)?;
         if let Some(rec) = rec {
             rec.record(layer, RangeKind::Scores, &s)?;
-            rec.record(layer, RangeKind::Denominator, &self.inference_denominator(&(z * cp)?, mask)?)?;
+            rec.record(
+                layer,
+                RangeKind::Denominator,
+                &self.inference_denominator(&(z * cp)?, mask)?,
+            )?;
         }
         Ok(xp.broadcast_div(&den)?)
     }
@@ -264,7 +276,9 @@ mod tests {
         let mut state = seed;
         let data: Vec<f32> = (0..b * h * t * t)
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 6.0
             })
             .collect();
@@ -272,7 +286,13 @@ mod tests {
     }
 
     fn power(eps: f64, scaling: EpsScaling, form: PowerForm) -> AttentionNorm {
-        AttentionNorm::Power(PowerSoftmax { p: 4, eps, eps_scaling: scaling, delta: 1e-4, form })
+        AttentionNorm::Power(PowerSoftmax {
+            p: 4,
+            eps,
+            eps_scaling: scaling,
+            delta: 1e-4,
+            form,
+        })
     }
 
     fn all_norms() -> Vec<AttentionNorm> {
@@ -286,7 +306,16 @@ mod tests {
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
     }
 
     #[test]
@@ -294,10 +323,22 @@ mod tests {
         let t = 6;
         let mask = CausalMask::new(t, &Device::Cpu).unwrap();
         let s = scores(2, 3, t, 1);
-        for norm in [AttentionNorm::Softmax, power(0.0, EpsScaling::PerKey, PowerForm::Stable)] {
+        for norm in [
+            AttentionNorm::Softmax,
+            power(0.0, EpsScaling::PerKey, PowerForm::Stable),
+        ] {
             let w = norm.forward(&s, &mask, 0, None).unwrap();
-            let sums = w.sum(D::Minus1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            assert!(sums.iter().all(|x| (x - 1.0).abs() < 1e-5), "{norm:?}: {sums:?}");
+            let sums = w
+                .sum(D::Minus1)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            assert!(
+                sums.iter().all(|x| (x - 1.0).abs() < 1e-5),
+                "{norm:?}: {sums:?}"
+            );
             let above = w.broadcast_mul(&(1.0 - &mask.keep).unwrap()).unwrap();
             assert_eq!(max_diff(&above, &above.zeros_like().unwrap()), 0.0);
         }
@@ -318,7 +359,10 @@ mod tests {
             assert_eq!(i1.len(), 2);
             for ((_, k1, a), (_, k2, b)) in i1.iter().zip(&i2) {
                 assert_eq!(k1, k2);
-                assert!((a.max - b.max).abs() <= 1e-4 * b.max.abs().max(1.0), "{a:?} {b:?}");
+                assert!(
+                    (a.max - b.max).abs() <= 1e-4 * b.max.abs().max(1.0),
+                    "{a:?} {b:?}"
+                );
             }
         }
     }
@@ -337,11 +381,19 @@ mod tests {
     #[test]
     fn relu_linear_is_relu_over_key_count() {
         let mask = CausalMask::new(3, &Device::Cpu).unwrap();
-        let s = Tensor::new(&[[[[1f32, 9., 9.], [-2., 4., 9.], [3., 0., -1.]]]], &Device::Cpu);
-        let w = AttentionNorm::ReluLinear.forward(&s.unwrap(), &mask, 0, None).unwrap();
+        let s = Tensor::new(
+            &[[[[1f32, 9., 9.], [-2., 4., 9.], [3., 0., -1.]]]],
+            &Device::Cpu,
+        );
+        let w = AttentionNorm::ReluLinear
+            .forward(&s.unwrap(), &mask, 0, None)
+            .unwrap();
         let got = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let want = [1., 0., 0., 0., 2., 0., 1., 0., 0.];
-        assert!(got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-6), "{got:?}");
+        assert!(
+            got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-6),
+            "{got:?}"
+        );
     }
 
     /// Backward checked against central finite differences (f64) for every normalization.
@@ -376,7 +428,10 @@ mod tests {
                     loss(&norm, &s).to_scalar::<f64>().unwrap()
                 };
                 let fd = (at(h) - at(-h)) / (2.0 * h);
-                assert!((fd - gk).abs() < 1e-5 * (1.0 + fd.abs()), "{norm:?} [{k}] {fd} vs {gk}");
+                assert!(
+                    (fd - gk).abs() < 1e-5 * (1.0 + fd.abs()),
+                    "{norm:?} [{k}] {fd} vs {gk}"
+                );
             }
         }
     }

@@ -43,7 +43,11 @@ impl Activation {
             "gelu_new" | "gelu_fast" | "gelu_pytorch_tanh" => Activation::GeluTanh,
             "silu" | "swish" => Activation::Silu,
             "relu" => Activation::Relu,
-            other => return Err(Error::InvalidConfig(format!("unsupported hidden_act {other:?}"))),
+            other => {
+                return Err(Error::InvalidConfig(format!(
+                    "unsupported hidden_act {other:?}"
+                )));
+            }
         })
     }
     fn hf_name(self) -> &'static str {
@@ -214,31 +218,56 @@ impl ModelConfigLiteral {
         let heads = self.num_attention_heads;
         let kv_heads = self.num_key_value_heads.unwrap_or(heads);
         if heads == 0 || self.hidden_size == 0 || self.vocab_size == 0 {
-            return Err(invalid("hidden_size, num_attention_heads, vocab_size must be > 0".into()));
+            return Err(invalid(
+                "hidden_size, num_attention_heads, vocab_size must be > 0".into(),
+            ));
         }
-        if kv_heads == 0 || heads % kv_heads != 0 {
-            return Err(invalid(format!("{heads} heads not a multiple of {kv_heads} kv heads")));
+        if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
+            return Err(invalid(format!(
+                "{heads} heads not a multiple of {kv_heads} kv heads"
+            )));
         }
         if neox && kv_heads != heads {
             return Err(invalid("gpt_neox has no grouped-query attention".into()));
         }
         let head_dim = self.head_dim.unwrap_or(self.hidden_size / heads);
-        if self.head_dim.is_none() && self.hidden_size % heads != 0 {
-            return Err(invalid(format!("hidden_size not divisible by {heads} heads")));
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(heads) {
+            return Err(invalid(format!(
+                "hidden_size not divisible by {heads} heads"
+            )));
         }
         let rope_params = self.rope_parameters.as_ref();
-        let nested = |key: &str| rope_params.and_then(|v| v.get(key)).and_then(|v| v.as_f64());
+        let nested = |key: &str| {
+            rope_params
+                .and_then(|v| v.get(key))
+                .and_then(|v| v.as_f64())
+        };
         check_rope_type(rope_params, self.rope_scaling.as_ref())?;
-        let pct = self.rotary_pct.or(self.partial_rotary_factor).or(nested("partial_rotary_factor"));
+        let pct = self
+            .rotary_pct
+            .or(self.partial_rotary_factor)
+            .or(nested("partial_rotary_factor"));
         let pct = pct.unwrap_or(if neox { 0.25 } else { 1.0 });
         // Hugging Face truncates: int(head_dim * rotary_pct).
         let rotary_dim = (head_dim as f64 * pct) as usize;
-        if rotary_dim % 2 != 0 || rotary_dim > head_dim {
-            return Err(invalid(format!("rotary dimension {rotary_dim} must be even, <= head_dim")));
+        if !rotary_dim.is_multiple_of(2) || rotary_dim > head_dim {
+            return Err(invalid(format!(
+                "rotary dimension {rotary_dim} must be even, <= head_dim"
+            )));
         }
-        let theta = self.rope_theta.or(self.rotary_emb_base).or(nested("rope_theta"));
-        let act = self.hidden_act.as_deref().unwrap_or(if neox { "gelu" } else { "silu" });
-        let norm_eps = if neox { self.layer_norm_eps.unwrap_or(1e-5) } else { self.rms_norm_eps.unwrap_or(1e-6) };
+        let theta = self
+            .rope_theta
+            .or(self.rotary_emb_base)
+            .or(nested("rope_theta"));
+        let act = self
+            .hidden_act
+            .as_deref()
+            .unwrap_or(if neox { "gelu" } else { "silu" });
+        let norm_eps = if neox {
+            self.layer_norm_eps.unwrap_or(1e-5)
+        } else {
+            self.rms_norm_eps.unwrap_or(1e-6)
+        };
         let attention_norm = self.attention_norm.clone().unwrap_or_default();
         attention_norm.validate()?;
         Ok(ModelConfig {
@@ -299,9 +328,15 @@ fn invalid(msg: String) -> Error {
 
 /// Only plain RoPE is implemented; scaled variants (linear, dynamic, llama3, yarn) are refused
 /// rather than silently computed wrong.
-fn check_rope_type(params: Option<&serde_json::Value>, scaling: Option<&serde_json::Value>) -> Result<()> {
+fn check_rope_type(
+    params: Option<&serde_json::Value>,
+    scaling: Option<&serde_json::Value>,
+) -> Result<()> {
     for v in [params, scaling].into_iter().flatten() {
-        let kind = v.get("rope_type").or_else(|| v.get("type")).and_then(|t| t.as_str());
+        let kind = v
+            .get("rope_type")
+            .or_else(|| v.get("type"))
+            .and_then(|t| t.as_str());
         if let Some(kind) = kind.filter(|k| *k != "default") {
             return Err(invalid(format!("rope type {kind:?} is not supported")));
         }
@@ -330,7 +365,10 @@ mod tests {
             "attention_norm":{"kind":"power","p":4}}"#;
         let lit: ModelConfigLiteral = serde_json::from_str(json).unwrap();
         let cfg = lit.try_build().unwrap();
-        assert_eq!((cfg.num_kv_heads, cfg.rotary_dim, cfg.rope_theta), (2, 16, 500000.0));
+        assert_eq!(
+            (cfg.num_kv_heads, cfg.rotary_dim, cfg.rope_theta),
+            (2, 16, 500000.0)
+        );
         assert_eq!(cfg.activation, Activation::Silu);
         assert!(matches!(cfg.attention_norm, AttentionNorm::Power(_)));
     }

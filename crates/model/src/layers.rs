@@ -22,9 +22,16 @@ pub struct Linear {
 impl Linear {
     /// Loads `{vb}.weight` and, if `bias`, `{vb}.bias`.
     pub fn load(vb: VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Self> {
-        let init = Init::Randn { mean: 0.0, stdev: INIT_STD };
+        let init = Init::Randn {
+            mean: 0.0,
+            stdev: INIT_STD,
+        };
         let weight = vb.get_with_hints((out_dim, in_dim), "weight", init)?;
-        let bias = if bias { Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?) } else { None };
+        let bias = if bias {
+            Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?)
+        } else {
+            None
+        };
         Ok(Linear { weight, bias })
     }
 
@@ -68,11 +75,20 @@ impl Norm {
     /// RMSNorm `{vb}.weight`.
     pub fn load_rms_norm(vb: VarBuilder, dim: usize, eps: f64) -> Result<Self> {
         let weight = vb.get_with_hints(dim, "weight", Init::Const(1.0))?;
-        Ok(Norm { weight, bias: None, eps })
+        Ok(Norm {
+            weight,
+            bias: None,
+            eps,
+        })
     }
 
     /// Normalizes `(..., C)`; records the input of `1/sqrt(.)` as [`RangeKind::NormVariance`].
-    pub fn forward(&self, x: &Tensor, layer: usize, rec: Option<&mut RangeRecorder>) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        layer: usize,
+        rec: Option<&mut RangeRecorder>,
+    ) -> Result<Tensor> {
         let (centered, var) = if self.bias.is_some() {
             let xc = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
             let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
@@ -84,7 +100,9 @@ impl Norm {
         if let Some(rec) = rec {
             rec.record(layer, RangeKind::NormVariance, &var)?;
         }
-        let y = centered.broadcast_div(&var.sqrt()?)?.broadcast_mul(&self.weight)?;
+        let y = centered
+            .broadcast_div(&var.sqrt()?)?
+            .broadcast_mul(&self.weight)?;
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
@@ -136,5 +154,7 @@ fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
         return Ok(x.clone());
     }
     let (b, hkv, t, d) = x.dims4()?;
-    Ok(x.unsqueeze(2)?.broadcast_as((b, hkv, n, t, d))?.reshape((b, hkv * n, t, d))?)
+    Ok(x.unsqueeze(2)?
+        .broadcast_as((b, hkv, n, t, d))?
+        .reshape((b, hkv * n, t, d))?)
 }

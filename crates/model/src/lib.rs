@@ -9,6 +9,7 @@ pub mod attention_norm;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod ranges;
 
 pub use attention_norm::{AttentionNorm, CausalMask, EpsScaling, PowerForm, PowerSoftmax};

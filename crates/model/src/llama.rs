@@ -40,11 +40,20 @@ impl Block {
     fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
         let (d, eps, hd) = (cfg.hidden_size, cfg.norm_eps, cfg.head_dim);
         let (q_dim, kv_dim) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
-        let (att, mlp, ab, mb) = (vb.pp("self_attn"), vb.pp("mlp"), cfg.attention_bias, cfg.mlp_bias);
+        let (att, mlp, ab, mb) = (
+            vb.pp("self_attn"),
+            vb.pp("mlp"),
+            cfg.attention_bias,
+            cfg.mlp_bias,
+        );
         let ff = cfg.intermediate_size;
         Ok(Block {
             input_layernorm: Norm::load_rms_norm(vb.pp("input_layernorm"), d, eps)?,
-            post_attention_layernorm: Norm::load_rms_norm(vb.pp("post_attention_layernorm"), d, eps)?,
+            post_attention_layernorm: Norm::load_rms_norm(
+                vb.pp("post_attention_layernorm"),
+                d,
+                eps,
+            )?,
             q_proj: Linear::load(att.pp("q_proj"), d, q_dim, ab)?,
             k_proj: Linear::load(att.pp("k_proj"), d, kv_dim, ab)?,
             v_proj: Linear::load(att.pp("v_proj"), d, kv_dim, ab)?,
@@ -64,19 +73,41 @@ impl Block {
         let q = ctx.rope.apply(&heads(self.q_proj.forward(x)?, h)?)?;
         let k = ctx.rope.apply(&heads(self.k_proj.forward(x)?, kvh)?)?;
         let v = heads(self.v_proj.forward(x)?, kvh)?;
-        let y = attend(&q, &k, &v, &ctx.cfg.attention_norm, ctx.mask, ctx.layer, rec)?; // (B, T, H*hd)
+        let y = attend(
+            &q,
+            &k,
+            &v,
+            &ctx.cfg.attention_norm,
+            ctx.mask,
+            ctx.layer,
+            rec,
+        )?; // (B, T, H*hd)
         self.o_proj.forward(&y)
     }
 
     fn mlp(&self, x: &Tensor, ctx: &Ctx, rec: Option<&mut RangeRecorder>) -> Result<Tensor> {
-        let gate = activate(ctx.cfg.activation, &self.gate_proj.forward(x)?, ctx.layer, rec)?; // (B, T, F)
+        let gate = activate(
+            ctx.cfg.activation,
+            &self.gate_proj.forward(x)?,
+            ctx.layer,
+            rec,
+        )?; // (B, T, F)
         self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
     }
 
-    fn forward(&self, x: &Tensor, ctx: &Ctx, mut rec: Option<&mut RangeRecorder>) -> Result<Tensor> {
-        let ln1 = self.input_layernorm.forward(x, ctx.layer, rec.as_deref_mut())?;
+    fn forward(
+        &self,
+        x: &Tensor,
+        ctx: &Ctx,
+        mut rec: Option<&mut RangeRecorder>,
+    ) -> Result<Tensor> {
+        let ln1 = self
+            .input_layernorm
+            .forward(x, ctx.layer, rec.as_deref_mut())?;
         let x = (x + self.attention(&ln1, ctx, rec.as_deref_mut())?)?; // (B, T, C)
-        let ln2 = self.post_attention_layernorm.forward(&x, ctx.layer, rec.as_deref_mut())?;
+        let ln2 = self
+            .post_attention_layernorm
+            .forward(&x, ctx.layer, rec.as_deref_mut())?;
         Ok((&x + self.mlp(&ln2, ctx, rec)?)?)
     }
 }
@@ -93,8 +124,15 @@ impl Llama {
     /// Loads (or, from a fresh `VarMap`, initializes) the model under Hugging Face names.
     pub fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
         let base = vb.pp("model");
-        let init = Init::Randn { mean: 0.0, stdev: INIT_STD };
-        let emb = base.pp("embed_tokens").get_with_hints((cfg.vocab_size, cfg.hidden_size), "weight", init)?;
+        let init = Init::Randn {
+            mean: 0.0,
+            stdev: INIT_STD,
+        };
+        let emb = base.pp("embed_tokens").get_with_hints(
+            (cfg.vocab_size, cfg.hidden_size),
+            "weight",
+            init,
+        )?;
         let blocks = (0..cfg.num_layers)
             .map(|i| Block::load(base.pp("layers").pp(i), cfg))
             .collect::<Result<Vec<_>>>()?;
@@ -104,7 +142,12 @@ impl Llama {
         } else {
             Linear::load(vb.pp("lm_head"), cfg.hidden_size, cfg.vocab_size, false)?
         };
-        let rope = Rope::new(cfg.rotary_dim, cfg.rope_theta, cfg.max_position_embeddings, vb.device())?;
+        let rope = Rope::new(
+            cfg.rotary_dim,
+            cfg.rope_theta,
+            cfg.max_position_embeddings,
+            vb.device(),
+        )?;
         Ok(Llama {
             cfg: cfg.clone(),
             embed_tokens: Embedding::new(emb, cfg.hidden_size),
@@ -121,7 +164,12 @@ impl Llama {
         let mask = CausalMask::new(t, ids.device())?;
         let mut x = candle_core::Module::forward(&self.embed_tokens, ids)?; // (B, T, C)
         for (layer, block) in self.blocks.iter().enumerate() {
-            let ctx = Ctx { cfg: &self.cfg, rope: &self.rope, mask: &mask, layer };
+            let ctx = Ctx {
+                cfg: &self.cfg,
+                rope: &self.rope,
+                mask: &mask,
+                layer,
+            };
             x = block.forward(&x, &ctx, rec.as_deref_mut())?;
         }
         self.norm.forward(&x, self.cfg.num_layers, rec)

@@ -29,7 +29,8 @@ fn slices<'a>(
     s2: &'a CpuStorage,
     l2: &Layout,
 ) -> candle_core::Result<(&'a [f32], &'a [u32], usize)> {
-    let (Some((a0, a1)), Some((b0, b1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
+    let (Some((a0, a1)), Some((b0, b1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+    else {
         candle_core::bail!("cross-entropy needs contiguous inputs");
     };
     let logits = &s1.as_slice::<f32>()?[a0..a1];
@@ -137,7 +138,9 @@ mod tests {
     #[test]
     fn fused_matches_composed_in_value_and_gradient() {
         let dev = Device::Cpu;
-        let data: Vec<f32> = (0..6 * 11).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.3).collect();
+        let data: Vec<f32> = (0..6 * 11)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.3)
+            .collect();
         let logits = Var::from_tensor(&Tensor::from_vec(data, (6, 11), &dev).unwrap()).unwrap();
         let targets = Tensor::new(&[0u32, 3, 10, 5, 5, 1], &dev).unwrap();
         let a = cross_entropy(logits.as_tensor(), &targets).unwrap();
@@ -146,7 +149,14 @@ mod tests {
         assert!((av - bv).abs() < 1e-6, "{av} vs {bv}");
         let ga = a.backward().unwrap().remove(logits.as_tensor()).unwrap();
         let gb = b.backward().unwrap().remove(logits.as_tensor()).unwrap();
-        let diff = (ga - gb).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        let diff = (ga - gb)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-7);
     }
 

@@ -36,13 +36,20 @@ impl Model {
     }
 
     /// Loads a `.safetensors` file (f32; other float types are converted) for `cfg`.
-    pub fn from_safetensors(path: impl AsRef<Path>, cfg: &ModelConfig, device: &Device) -> Result<Self> {
+    pub fn from_safetensors(
+        path: impl AsRef<Path>,
+        cfg: &ModelConfig,
+        device: &Device,
+    ) -> Result<Self> {
         let tensors = candle_core::safetensors::load(path.as_ref(), device)?;
         Self::load(VarBuilder::from_tensors(tensors, DType::F32, device), cfg)
     }
 
     /// Loads a Hugging Face model directory: `config.json` + `model.safetensors`.
-    pub fn from_pretrained_dir(dir: impl AsRef<Path>, device: &Device) -> Result<(Self, ModelConfig)> {
+    pub fn from_pretrained_dir(
+        dir: impl AsRef<Path>,
+        device: &Device,
+    ) -> Result<(Self, ModelConfig)> {
         let dir = dir.as_ref();
         let cfg = ModelConfigLiteral::from_file(dir.join("config.json"))?.try_build()?;
         let model = Self::from_safetensors(dir.join("model.safetensors"), &cfg, device)?;
@@ -53,16 +60,30 @@ impl Model {
     /// Each tensor's values depend only on `(seed, name)`, not on creation order.
     pub fn init_random(cfg: &ModelConfig, seed: u64, device: &Device) -> Result<(Self, VarMap)> {
         let varmap = VarMap::new();
-        let backend = SeededInit { varmap: varmap.clone(), seed };
+        let backend = SeededInit {
+            varmap: varmap.clone(),
+            seed,
+        };
         let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
         Ok((Self::load(vb, cfg)?, varmap))
     }
 
     /// Trainable model whose variables live in `varmap` (already filled, e.g. from a
     /// checkpoint, or filled with the seeded initialization for missing names).
-    pub fn with_varmap(cfg: &ModelConfig, varmap: &VarMap, seed: u64, device: &Device) -> Result<Self> {
-        let backend = SeededInit { varmap: varmap.clone(), seed };
-        Self::load(VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone()), cfg)
+    pub fn with_varmap(
+        cfg: &ModelConfig,
+        varmap: &VarMap,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let backend = SeededInit {
+            varmap: varmap.clone(),
+            seed,
+        };
+        Self::load(
+            VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone()),
+            cfg,
+        )
     }
 
     /// Final hidden states `(B, T, C)` for token ids `(B, T)` (u32).
@@ -83,7 +104,12 @@ impl Model {
     }
 
     /// Mean next-token cross-entropy of `ids` `(B, T)` against `targets` `(B, T)` (u32).
-    pub fn loss(&self, ids: &Tensor, targets: &Tensor, rec: Option<&mut RangeRecorder>) -> Result<Tensor> {
+    pub fn loss(
+        &self,
+        ids: &Tensor,
+        targets: &Tensor,
+        rec: Option<&mut RangeRecorder>,
+    ) -> Result<Tensor> {
         let logits = self.forward(ids, rec)?; // (B, T, V)
         let v = logits.dim(D::Minus1)?;
         cross_entropy(&logits.reshape(((), v))?, &targets.flatten_all()?)
@@ -97,7 +123,14 @@ struct SeededInit {
 }
 
 impl SimpleBackend for SeededInit {
-    fn get(&self, s: Shape, name: &str, h: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        h: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         let mut data = self.varmap.data().lock().expect("varmap lock");
         if let Some(var) = data.get(name) {
             if var.shape() != &s {
@@ -112,7 +145,12 @@ impl SimpleBackend for SeededInit {
         Ok(tensor)
     }
 
-    fn get_unchecked(&self, name: &str, _dtype: DType, _dev: &Device) -> candle_core::Result<Tensor> {
+    fn get_unchecked(
+        &self,
+        name: &str,
+        _dtype: DType,
+        _dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         let data = self.varmap.data().lock().expect("varmap lock");
         match data.get(name) {
             Some(v) => Ok(v.as_tensor().clone()),
@@ -121,13 +159,19 @@ impl SimpleBackend for SeededInit {
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.varmap.data().lock().expect("varmap lock").contains_key(name)
+        self.varmap
+            .data()
+            .lock()
+            .expect("varmap lock")
+            .contains_key(name)
     }
 }
 
 fn init_values(n: usize, h: Init, seed: u64, name: &str) -> candle_core::Result<Vec<f32>> {
     // FNV-1a of the name, mixed with the seed.
-    let key = name.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    let key = name.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    });
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ key);
     Ok(match h {
         Init::Const(c) => vec![c as f32; n],
@@ -153,7 +197,10 @@ pub fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {
 
 /// The variables' current values, by name (for saving with `candle_core::safetensors::save`).
 pub fn var_tensors(varmap: &VarMap) -> HashMap<String, Tensor> {
-    named_vars(varmap).into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect()
+    named_vars(varmap)
+        .into_iter()
+        .map(|(k, v)| (k, v.as_tensor().clone()))
+        .collect()
 }
 
 /// Checks that no variable is missing from a loaded tensor map (a checkpoint of another shape).

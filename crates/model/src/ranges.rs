@@ -57,7 +57,12 @@ impl RangeRecorder {
         let flat = x.flatten_all()?;
         let min = flat.min(0)?;
         let max = flat.max(0)?;
-        self.records.push(RangeRecord { layer, kind, min, max });
+        self.records.push(RangeRecord {
+            layer,
+            kind,
+            min,
+            max,
+        });
         Ok(())
     }
 

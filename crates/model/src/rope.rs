@@ -20,8 +20,9 @@ impl Rope {
     /// Tables for `rotary_dim` rotated dimensions (even), base `theta`, `max_len` positions.
     pub fn new(rotary_dim: usize, theta: f64, max_len: usize, device: &Device) -> Result<Self> {
         let half = rotary_dim / 2;
-        let inv_freq: Vec<f64> =
-            (0..half).map(|i| 1.0 / theta.powf(2.0 * i as f64 / rotary_dim as f64)).collect();
+        let inv_freq: Vec<f64> = (0..half)
+            .map(|i| 1.0 / theta.powf(2.0 * i as f64 / rotary_dim as f64))
+            .collect();
         let mut cos = Vec::with_capacity(max_len * rotary_dim);
         let mut sin = Vec::with_capacity(max_len * rotary_dim);
         for pos in 0..max_len {
@@ -75,7 +76,10 @@ mod tests {
     fn rotation_preserves_pair_norms_and_position_zero() {
         let dev = Device::Cpu;
         let rope = Rope::new(4, 10000.0, 8, &dev).unwrap();
-        let x = Tensor::arange(0f32, 48., &dev).unwrap().reshape((1, 1, 8, 6)).unwrap();
+        let x = Tensor::arange(0f32, 48., &dev)
+            .unwrap()
+            .reshape((1, 1, 8, 6))
+            .unwrap();
         let y = rope.apply(&x).unwrap();
         let yv = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let xv = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();

@@ -8,7 +8,9 @@ use candle_core::{DType, Device};
 use psf_model::{Arch, Model};
 
 fn check(name: &str, arch: Arch) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors").join(name);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/vectors")
+        .join(name);
     let dev = Device::Cpu;
     let (model, cfg) = Model::from_pretrained_dir(&dir, &dev).unwrap();
     assert_eq!(cfg.arch, arch);
@@ -20,7 +22,10 @@ fn check(name: &str, arch: Arch) {
     let diff = (&got - want).unwrap().abs().unwrap().flatten_all().unwrap();
     let max = diff.max(0).unwrap().to_scalar::<f32>().unwrap();
     let scale = want.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
-    println!("{name}: max |diff| {max:.3e} (max |logit| {})", scale.to_scalar::<f32>().unwrap());
+    println!(
+        "{name}: max |diff| {max:.3e} (max |logit| {})",
+        scale.to_scalar::<f32>().unwrap()
+    );
     assert!(max < 1e-4, "{name}: max |diff| {max}");
 }
 

@@ -25,7 +25,13 @@ fn tiny(model_type: &str, norm: AttentionNorm) -> ModelConfigLiteral {
 
 fn norms() -> Vec<AttentionNorm> {
     let power = |eps, eps_scaling, form| {
-        AttentionNorm::Power(PowerSoftmax { p: 4, eps, eps_scaling, delta: 1e-4, form })
+        AttentionNorm::Power(PowerSoftmax {
+            p: 4,
+            eps,
+            eps_scaling,
+            delta: 1e-4,
+            form,
+        })
     };
     vec![
         AttentionNorm::Softmax,
@@ -47,7 +53,11 @@ fn check_all_gradients(lit: ModelConfigLiteral, range_loss: bool) {
     let mut rec = RangeRecorder::default();
     let mut loss = model.loss(&x, &y, range_loss.then_some(&mut rec)).unwrap();
     if range_loss {
-        let kinds = [RangeKind::Denominator, RangeKind::NormVariance, RangeKind::ActivationInput];
+        let kinds = [
+            RangeKind::Denominator,
+            RangeKind::NormVariance,
+            RangeKind::ActivationInput,
+        ];
         let penalty = rec.range_penalty(&kinds).unwrap().unwrap();
         loss = (loss + (penalty * 1e-3).unwrap()).unwrap();
     }
@@ -55,10 +65,22 @@ fn check_all_gradients(lit: ModelConfigLiteral, range_loss: bool) {
     let vars = named_vars(&varmap);
     assert!(vars.len() > 10);
     for (name, var) in vars {
-        let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name}: no gradient"));
-        let g = g.to_dtype(DType::F32).unwrap().abs().unwrap().sum_all().unwrap();
+        let g = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{name}: no gradient"));
+        let g = g
+            .to_dtype(DType::F32)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap();
         let g = g.to_scalar::<f32>().unwrap();
-        assert!(g.is_finite() && g > 0.0, "{:?} {name}: |grad| sum {g}", cfg.attention_norm);
+        assert!(
+            g.is_finite() && g > 0.0,
+            "{:?} {name}: |grad| sum {g}",
+            cfg.attention_norm
+        );
     }
 }
 
@@ -79,7 +101,10 @@ fn llama_every_parameter_gets_a_gradient() {
 #[test]
 fn range_loss_keeps_every_gradient() {
     for model_type in ["gpt_neox", "llama"] {
-        let norm = AttentionNorm::Power(PowerSoftmax { eps: 1e-2, ..Default::default() });
+        let norm = AttentionNorm::Power(PowerSoftmax {
+            eps: 1e-2,
+            ..Default::default()
+        });
         check_all_gradients(tiny(model_type, norm), true);
     }
 }

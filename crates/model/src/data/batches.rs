@@ -24,9 +24,17 @@ impl TokenStream {
     /// The batch for optimizer step `step`: `batch` windows of `seq + 1` tokens at offsets
     /// drawn from a generator seeded by `(seed, step)`, so a resumed run sees the same data.
     /// Returns inputs and next-token targets, both `(B, T)`.
-    pub fn batch(&self, seed: u64, step: usize, batch: usize, seq: usize, dev: &Device) -> Result<(Tensor, Tensor)> {
+    pub fn batch(
+        &self,
+        seed: u64,
+        step: usize,
+        batch: usize,
+        seq: usize,
+        dev: &Device,
+    ) -> Result<(Tensor, Tensor)> {
         let max_start = self.check_len(seq)?;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E3779B97F4A7C15) ^ step as u64);
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E3779B97F4A7C15) ^ step as u64);
         let mut x = Vec::with_capacity(batch * seq);
         let mut y = Vec::with_capacity(batch * seq);
         for _ in 0..batch {
@@ -34,7 +42,10 @@ impl TokenStream {
             x.extend_from_slice(&self.ids[s..s + seq]);
             y.extend_from_slice(&self.ids[s + 1..s + seq + 1]);
         }
-        Ok((Tensor::from_vec(x, (batch, seq), dev)?, Tensor::from_vec(y, (batch, seq), dev)?))
+        Ok((
+            Tensor::from_vec(x, (batch, seq), dev)?,
+            Tensor::from_vec(y, (batch, seq), dev)?,
+        ))
     }
 
     /// Consecutive non-overlapping `(inputs, targets)` windows of `seq` tokens, `batch` per
@@ -55,17 +66,30 @@ impl TokenStream {
         starts
             .chunks(batch.max(1))
             .map(|chunk| {
-                let x: Vec<u32> = chunk.iter().flat_map(|&s| self.ids[s..s + seq].iter().copied()).collect();
-                let y: Vec<u32> = chunk.iter().flat_map(|&s| self.ids[s + 1..s + seq + 1].iter().copied()).collect();
+                let x: Vec<u32> = chunk
+                    .iter()
+                    .flat_map(|&s| self.ids[s..s + seq].iter().copied())
+                    .collect();
+                let y: Vec<u32> = chunk
+                    .iter()
+                    .flat_map(|&s| self.ids[s + 1..s + seq + 1].iter().copied())
+                    .collect();
                 let b = chunk.len();
-                Ok((Tensor::from_vec(x, (b, seq), dev)?, Tensor::from_vec(y, (b, seq), dev)?))
+                Ok((
+                    Tensor::from_vec(x, (b, seq), dev)?,
+                    Tensor::from_vec(y, (b, seq), dev)?,
+                ))
             })
             .collect()
     }
 
     fn check_len(&self, seq: usize) -> Result<usize> {
         if self.ids.len() < seq + 1 {
-            return Err(Error::NotEnoughData(format!("{} tokens, need {}", self.ids.len(), seq + 1)));
+            return Err(Error::NotEnoughData(format!(
+                "{} tokens, need {}",
+                self.ids.len(),
+                seq + 1
+            )));
         }
         Ok(self.ids.len() - seq - 1)
     }
@@ -91,8 +115,14 @@ impl TokenStream {
         let bad = || Error::NotEnoughData(format!("{}: not a token file", path.display()));
         let (head, body) = bytes.split_at_checked(8).ok_or_else(bad)?;
         let ids = match head {
-            b"PSFTOK16" => body.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as u32).collect(),
-            b"PSFTOK32" => body.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            b"PSFTOK16" => body
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]) as u32)
+                .collect(),
+            b"PSFTOK32" => body
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
             _ => return Err(bad()),
         };
         Ok(TokenStream { ids })

@@ -11,7 +11,10 @@ use crate::error::{Error, Result};
 /// training needs nothing outside the library.
 const SHIPPED: [(&str, &[u8]); 4] = [
     ("austen", include_bytes!("../../data/austen.txt.xz")),
-    ("shakespeare_gut", include_bytes!("../../data/shakespeare_gut.txt.xz")),
+    (
+        "shakespeare_gut",
+        include_bytes!("../../data/shakespeare_gut.txt.xz"),
+    ),
     ("kjv", include_bytes!("../../data/kjv.txt.xz")),
     ("brown", include_bytes!("../../data/brown.txt.xz")),
 ];
@@ -49,13 +52,21 @@ impl DataSource {
                 .filter(|(name, _)| keep(name))
                 .map(|(name, bytes)| {
                     let text = decompress_xz(bytes, Path::new(name))?;
-                    Ok(Document { name: name.to_string(), text })
+                    Ok(Document {
+                        name: name.to_string(),
+                        text,
+                    })
                 })
                 .collect::<Result<Vec<_>>>()?,
-            DataSource::Dir { path } => read_dir(path)?.into_iter().filter(|d| keep(&d.name)).collect(),
+            DataSource::Dir { path } => read_dir(path)?
+                .into_iter()
+                .filter(|d| keep(&d.name))
+                .collect(),
         };
         if docs.is_empty() {
-            return Err(Error::NotEnoughData(format!("no documents in {self:?} matching {only:?}")));
+            return Err(Error::NotEnoughData(format!(
+                "no documents in {self:?} matching {only:?}"
+            )));
         }
         Ok(docs)
     }
@@ -76,7 +87,10 @@ fn read_dir(dir: &Path) -> Result<Vec<Document>> {
         .map(|p| {
             let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
             let name = p.file_name().unwrap_or_default().to_string_lossy();
-            let name = name.trim_end_matches(".xz").trim_end_matches(".txt").to_string();
+            let name = name
+                .trim_end_matches(".xz")
+                .trim_end_matches(".txt")
+                .to_string();
             let text = if p.to_string_lossy().ends_with(".xz") {
                 decompress_xz(&bytes, &p)?
             } else {
@@ -96,7 +110,10 @@ pub fn decompress_xz(bytes: &[u8], path: &Path) -> Result<String> {
 }
 
 fn xz_err(path: &Path, msg: String) -> Error {
-    Error::Xz { path: path.to_path_buf(), msg }
+    Error::Xz {
+        path: path.to_path_buf(),
+        msg,
+    }
 }
 
 /// Splits `text` into (train, held-out): the last `fraction` of it, cut at a line break.

@@ -56,8 +56,14 @@ pub struct TokenData {
 /// `tokenizer.json`, `train.tokens` and `held_out.tokens` in `cache_dir`.
 pub fn prepare(cfg: &DataConfig, cache_dir: &Path) -> Result<TokenData> {
     std::fs::create_dir_all(cache_dir).map_err(|e| Error::io(cache_dir, e))?;
-    let tk_path = cfg.tokenizer.clone().unwrap_or_else(|| cache_dir.join("tokenizer.json"));
-    let (train_path, held_path) = (cache_dir.join("train.tokens"), cache_dir.join("held_out.tokens"));
+    let tk_path = cfg
+        .tokenizer
+        .clone()
+        .unwrap_or_else(|| cache_dir.join("tokenizer.json"));
+    let (train_path, held_path) = (
+        cache_dir.join("train.tokens"),
+        cache_dir.join("held_out.tokens"),
+    );
     if tk_path.exists() && train_path.exists() && held_path.exists() {
         return Ok(TokenData {
             tokenizer: tokenizer::load(&tk_path)?,
@@ -66,8 +72,10 @@ pub fn prepare(cfg: &DataConfig, cache_dir: &Path) -> Result<TokenData> {
         });
     }
     let docs = cfg.source.load(&cfg.files)?;
-    let splits: Vec<(&str, &str)> =
-        docs.iter().map(|d| corpus::split_held_out(&d.text, cfg.held_out_fraction)).collect();
+    let splits: Vec<(&str, &str)> = docs
+        .iter()
+        .map(|d| corpus::split_held_out(&d.text, cfg.held_out_fraction))
+        .collect();
     let tk = if tk_path.exists() {
         tokenizer::load(&tk_path)?
     } else {
@@ -86,5 +94,9 @@ pub fn prepare(cfg: &DataConfig, cache_dir: &Path) -> Result<TokenData> {
     let (train, held_out) = (TokenStream::new(train), TokenStream::new(held));
     train.write(&train_path)?;
     held_out.write(&held_path)?;
-    Ok(TokenData { tokenizer: tk, train, held_out })
+    Ok(TokenData {
+        tokenizer: tk,
+        train,
+        held_out,
+    })
 }

@@ -54,7 +54,11 @@ pub fn encode(tk: &Tokenizer, text: &str) -> Result<Vec<u32>> {
     let chunks = line_chunks(text, 1 << 16);
     let ids: Vec<Vec<u32>> = chunks
         .par_iter()
-        .map(|c| tk.encode_fast(*c, false).map(|e| e.get_ids().to_vec()).map_err(tok_err))
+        .map(|c| {
+            tk.encode_fast(*c, false)
+                .map(|e| e.get_ids().to_vec())
+                .map_err(tok_err)
+        })
         .collect::<Result<_>>()?;
     Ok(ids.concat())
 }
@@ -95,7 +99,11 @@ mod tests {
         // 8 pre-tokens per line (6 words, ".", "\n"), each a single merged token.
         assert_eq!(ids.len(), 8 * 80);
         assert_eq!(decode(&tk, &ids).unwrap(), text);
-        let whole = tk.encode_fast(text.as_str(), false).unwrap().get_ids().to_vec();
+        let whole = tk
+            .encode_fast(text.as_str(), false)
+            .unwrap()
+            .get_ids()
+            .to_vec();
         assert_eq!(ids, whole);
         assert_eq!(line_chunks("a\nbb\nccc\n", 2), vec!["a\nbb\n", "ccc\n"]);
     }

@@ -28,7 +28,13 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, grad_clip: 1.0 }
+        AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.1,
+            grad_clip: 1.0,
+        }
     }
 }
 
@@ -91,10 +97,20 @@ impl AdamW {
             .map(|(name, var)| {
                 let n = var.elem_count();
                 let decay = var.rank() >= 2;
-                Slot { name, var, m: vec![0.0; n], v: vec![0.0; n], decay }
+                Slot {
+                    name,
+                    var,
+                    m: vec![0.0; n],
+                    v: vec![0.0; n],
+                    decay,
+                }
             })
             .collect();
-        AdamW { cfg, slots, step: 0 }
+        AdamW {
+            cfg,
+            slots,
+            step: 0,
+        }
     }
 
     /// Applies one update with learning rate `lr`; variables without a gradient are skipped.
@@ -111,10 +127,17 @@ impl AdamW {
         }
         let grad_norm = sq.sqrt();
         if !grad_norm.is_finite() {
-            return Err(Error::NonFinite { step: self.step, what: "gradient norm".into() });
+            return Err(Error::NonFinite {
+                step: self.step,
+                what: "gradient norm".into(),
+            });
         }
         let clip = self.cfg.grad_clip;
-        let scale = if clip > 0.0 && grad_norm > clip { clip / grad_norm } else { 1.0 };
+        let scale = if clip > 0.0 && grad_norm > clip {
+            clip / grad_norm
+        } else {
+            1.0
+        };
         self.step += 1;
         let c = &self.cfg;
         let bc1 = 1.0 - c.beta1.powi(self.step as i32);
@@ -124,9 +147,14 @@ impl AdamW {
                 continue;
             }
             let mut theta = slot.var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
-            let decay = if slot.decay { 1.0 - lr * c.weight_decay } else { 1.0 };
+            let decay = if slot.decay {
+                1.0 - lr * c.weight_decay
+            } else {
+                1.0
+            };
             let (b1, b2, s) = (c.beta1 as f32, c.beta2 as f32, scale as f32);
-            let (step_size, rb2, eps) = ((lr / bc1) as f32, (1.0 / bc2.sqrt()) as f32, c.eps as f32);
+            let (step_size, rb2, eps) =
+                ((lr / bc1) as f32, (1.0 / bc2.sqrt()) as f32, c.eps as f32);
             for (((p, m), v), &g) in theta.iter_mut().zip(&mut slot.m).zip(&mut slot.v).zip(&g) {
                 let g = g * s;
                 *m = b1 * *m + (1.0 - b1) * g;
@@ -134,7 +162,8 @@ impl AdamW {
                 *p = *p * decay as f32 - step_size * *m / ((*v).sqrt() * rb2 + eps);
             }
             let shape = slot.var.shape().clone();
-            slot.var.set(&Tensor::from_vec(theta, shape, slot.var.device())?)?;
+            slot.var
+                .set(&Tensor::from_vec(theta, shape, slot.var.device())?)?;
         }
         Ok(StepStats { grad_norm, lr })
     }
@@ -144,8 +173,14 @@ impl AdamW {
         let mut out = HashMap::new();
         for s in &self.slots {
             let dev = s.var.device();
-            out.insert(format!("m.{}", s.name), Tensor::from_slice(&s.m, s.m.len(), dev)?);
-            out.insert(format!("v.{}", s.name), Tensor::from_slice(&s.v, s.v.len(), dev)?);
+            out.insert(
+                format!("m.{}", s.name),
+                Tensor::from_slice(&s.m, s.m.len(), dev)?,
+            );
+            out.insert(
+                format!("v.{}", s.name),
+                Tensor::from_slice(&s.v, s.v.len(), dev)?,
+            );
         }
         Ok(out)
     }
@@ -153,8 +188,13 @@ impl AdamW {
     /// Restores moments saved by [`AdamW::state_tensors`] and the step counter.
     pub fn load_state(&mut self, state: &HashMap<String, Tensor>, step: usize) -> Result<()> {
         for s in &mut self.slots {
-            for (key, dst) in [(format!("m.{}", s.name), &mut s.m), (format!("v.{}", s.name), &mut s.v)] {
-                let t = state.get(&key).ok_or_else(|| Error::InvalidConfig(format!("{key} missing")))?;
+            for (key, dst) in [
+                (format!("m.{}", s.name), &mut s.m),
+                (format!("v.{}", s.name), &mut s.v),
+            ] {
+                let t = state
+                    .get(&key)
+                    .ok_or_else(|| Error::InvalidConfig(format!("{key} missing")))?;
                 let values = t.flatten_all()?.to_vec1::<f32>()?;
                 if values.len() != dst.len() {
                     return Err(Error::InvalidConfig(format!("{key}: wrong length")));
@@ -174,7 +214,12 @@ mod tests {
 
     #[test]
     fn schedule_warms_up_then_decays() {
-        let s = Schedule { max_lr: 1.0, min_lr: 0.1, warmup_steps: 10, total_steps: 110 };
+        let s = Schedule {
+            max_lr: 1.0,
+            min_lr: 0.1,
+            warmup_steps: 10,
+            total_steps: 110,
+        };
         assert!((s.lr(0) - 0.1).abs() < 1e-12 && (s.lr(9) - 1.0).abs() < 1e-12);
         assert!((s.lr(60) - 0.55).abs() < 1e-12);
         assert!((s.lr(110) - 0.1).abs() < 1e-12 && (s.lr(500) - 0.1).abs() < 1e-12);
@@ -184,14 +229,25 @@ mod tests {
     fn minimizes_a_quadratic_and_clips() {
         let dev = Device::Cpu;
         let w = Var::from_tensor(&Tensor::new(&[[3f32, -2.0]], &dev).unwrap()).unwrap();
-        let cfg = AdamWConfig { weight_decay: 0.0, grad_clip: 0.5, ..Default::default() };
+        let cfg = AdamWConfig {
+            weight_decay: 0.0,
+            grad_clip: 0.5,
+            ..Default::default()
+        };
         let mut opt = AdamW::new(vec![("w".into(), w.clone())], cfg);
         for _ in 0..300 {
             let loss = w.as_tensor().sqr().unwrap().sum_all().unwrap();
             let stats = opt.step(&loss.backward().unwrap(), 0.05).unwrap();
             assert!(stats.grad_norm.is_finite());
         }
-        let left = w.as_tensor().abs().unwrap().max_keepdim(1).unwrap().flatten_all().unwrap();
+        let left = w
+            .as_tensor()
+            .abs()
+            .unwrap()
+            .max_keepdim(1)
+            .unwrap()
+            .flatten_all()
+            .unwrap();
         assert!(left.to_vec1::<f32>().unwrap()[0] < 0.1);
         let state = opt.state_tensors().unwrap();
         let mut again = AdamW::new(vec![("w".into(), w)], AdamWConfig::default());

@@ -21,7 +21,11 @@ pub struct RangeLoss {
 }
 
 fn default_kinds() -> Vec<RangeKind> {
-    vec![RangeKind::Denominator, RangeKind::NormVariance, RangeKind::ActivationInput]
+    vec![
+        RangeKind::Denominator,
+        RangeKind::NormVariance,
+        RangeKind::ActivationInput,
+    ]
 }
 
 /// What one step produced.
@@ -64,7 +68,14 @@ impl Trainer {
         range_loss: Option<RangeLoss>,
     ) -> Self {
         let opt = AdamW::new(named_vars(&varmap), adamw);
-        Trainer { model, varmap, opt, schedule, range_loss, cfg: cfg.clone() }
+        Trainer {
+            model,
+            varmap,
+            opt,
+            schedule,
+            range_loss,
+            cfg: cfg.clone(),
+        }
     }
 
     /// One step on inputs `x` and targets `y`, both `(B, T)` u32.
@@ -82,16 +93,27 @@ impl Trainer {
         };
         let loss = ce.to_scalar::<f32>()?;
         if !loss.is_finite() {
-            return Err(Error::NonFinite { step, what: "loss".into() });
+            return Err(Error::NonFinite {
+                step,
+                what: "loss".into(),
+            });
         }
         let grads = total.backward()?;
         let lr = self.schedule.lr(step);
         let stats = self.opt.step(&grads, lr)?;
-        Ok(StepOutput { loss, range_penalty: penalty, grad_norm: stats.grad_norm, lr })
+        Ok(StepOutput {
+            loss,
+            range_penalty: penalty,
+            grad_norm: stats.grad_norm,
+            lr,
+        })
     }
 
     /// The device the model lives on.
     pub fn device(&self) -> Device {
-        named_vars(&self.varmap).first().map(|(_, v)| v.device().clone()).unwrap_or(Device::Cpu)
+        named_vars(&self.varmap)
+            .first()
+            .map(|(_, v)| v.device().clone())
+            .unwrap_or(Device::Cpu)
     }
 }
