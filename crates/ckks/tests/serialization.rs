@@ -279,6 +279,11 @@ fn typed_errors() {
             modulus: q0
         }
     );
+    // A flip that keeps a residue in range decodes, to a different ciphertext.
+    let mut flipped = ct.clone();
+    flipped[HEADER_LEN + 24] ^= 1;
+    let back = Ciphertext::from_bytes(&flipped, &f.params).unwrap();
+    assert_ne!(back.polys, f.ct.polys);
     let mut long = ct.clone();
     long.push(0);
     assert_eq!(
@@ -394,4 +399,29 @@ proptest! {
             prop_assert_eq!(lit.to_bytes(), bytes);
         }
     }
+}
+
+/// Throughput of encoding and decoding evaluation keys (run with `--ignored --nocapture`).
+#[test]
+#[ignore]
+fn throughput() {
+    let f = fx();
+    let bytes = f.keys.to_bytes();
+    let reps = 50;
+    let t = std::time::Instant::now();
+    for _ in 0..reps {
+        std::hint::black_box(f.keys.to_bytes());
+    }
+    let enc = t.elapsed().as_secs_f64() / reps as f64;
+    let t = std::time::Instant::now();
+    for _ in 0..reps {
+        std::hint::black_box(EvaluationKeys::from_bytes(&bytes, &f.params).unwrap());
+    }
+    let dec = t.elapsed().as_secs_f64() / reps as f64;
+    let mb = bytes.len() as f64 / 1e6;
+    println!(
+        "evaluation keys {mb:.2} MB: encode {:.0} MB/s, decode {:.0} MB/s",
+        mb / enc,
+        mb / dec
+    );
 }
