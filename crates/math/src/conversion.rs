@@ -5,8 +5,8 @@ use rayon::prelude::*;
 
 use crate::{Modulus, Repr, Result, RnsBasis, RnsPoly};
 
-/// Coefficients handled per block when accumulating 128-bit sums.
-const BLOCK: usize = 128;
+/// Coefficients accumulated side by side (independent dependency chains).
+const LANES: usize = 4;
 /// Products of two values below 2^62 summed before a reduction (keeps sums below 2^128).
 const LAZY_TERMS: usize = 15;
 
@@ -133,40 +133,31 @@ impl BasisConverter {
         out.par_iter_mut().enumerate().for_each(|(j, oj)| {
             let m = self.to.modulus(j);
             let coeffs = &self.hat_mod_to[j];
-            let a_mod = self.a_mod_to[j];
-            let neg_a = m.neg(a_mod);
-            let mut acc = [0u128; BLOCK];
-            for start in (0..n).step_by(BLOCK) {
-                let len = BLOCK.min(n - start);
-                let acc = &mut acc[..len];
-                acc.fill(0);
-                for (i, &c) in coeffs.iter().enumerate() {
-                    let yi = &y[i * n + start..i * n + start + len];
-                    for (a, &yv) in acc.iter_mut().zip(yi) {
-                        *a += yv as u128 * c as u128;
-                    }
-                    if (i + 1) % LAZY_TERMS == 0 {
+            let neg_a = m.neg(self.a_mod_to[j]);
+            // Four coefficients at a time: four independent register-resident 128-bit sums.
+            for (q4, dst) in oj.chunks_exact_mut(LANES).enumerate() {
+                let k = q4 * LANES;
+                let mut acc = [0u128; LANES];
+                for (chunk_idx, chunk) in coeffs.chunks(LAZY_TERMS).enumerate() {
+                    if chunk_idx > 0 {
                         for a in acc.iter_mut() {
                             *a = m.reduce_u128_any(*a) as u128;
                         }
                     }
+                    for (i, &c) in chunk.iter().enumerate() {
+                        let row = (chunk_idx * LAZY_TERMS + i) * n + k;
+                        let yv: &[u64; LANES] = y[row..row + LANES].try_into().expect("lanes");
+                        for u in 0..LANES {
+                            acc[u] += yv[u] as u128 * c as u128;
+                        }
+                    }
                 }
-                let dst = &mut oj[start..start + len];
-                match &v {
-                    Some(v) => {
-                        for ((d, &a), &vv) in
-                            dst.iter_mut().zip(acc.iter()).zip(&v[start..start + len])
-                        {
-                            *d = m.reduce_u128_any(
-                                m.reduce_u128_any(a) as u128 + vv as u128 * neg_a as u128,
-                            );
-                        }
+                for u in 0..LANES {
+                    let mut r = m.reduce_u128_any(acc[u]);
+                    if let Some(v) = &v {
+                        r = m.add(r, m.mul(v[k + u] % m.value(), neg_a));
                     }
-                    None => {
-                        for (d, &a) in dst.iter_mut().zip(acc.iter()) {
-                            *d = m.reduce_u128_any(a);
-                        }
-                    }
+                    dst[u] = r;
                 }
             }
         });

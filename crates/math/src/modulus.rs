@@ -55,14 +55,10 @@ impl Modulus {
     pub fn reduce_u128(&self, x: u128) -> u64 {
         let k = self.bits;
         let q_hat = (((x >> (k - 1)) as u64 as u128 * self.mu as u128) >> (k + 1)) as u64;
-        let mut r = (x as u64).wrapping_sub(q_hat.wrapping_mul(self.value));
-        if r >= self.value {
-            r -= self.value;
-        }
-        if r >= self.value {
-            r -= self.value;
-        }
-        r
+        let r = (x as u64).wrapping_sub(q_hat.wrapping_mul(self.value));
+        // r < 3q: branch-free conditional subtractions.
+        let r = r.min(r.wrapping_sub(2 * self.value));
+        r.min(r.wrapping_sub(self.value))
     }
 
     /// `x mod q` for an arbitrary 128-bit `x` (128-bit Barrett with `floor(2^128 / q)`);
@@ -74,13 +70,15 @@ impl Modulus {
         // floor(x * mu / 2^128), dropping the low-low partial product: under by at most 3.
         let mid = ((x1 * m0) >> 64) + ((x0 * m1) >> 64);
         // Only the low word of q_hat matters: the true remainder is below 5q < 2^64.
-        let q_hat = (x1 as u64).wrapping_mul(self.mu_wide_hi).wrapping_add(mid as u64);
+        let q_hat = (x1 as u64)
+            .wrapping_mul(self.mu_wide_hi)
+            .wrapping_add(mid as u64);
         let q = self.value;
-        let mut r = (x as u64).wrapping_sub(q_hat.wrapping_mul(q));
-        while r >= q {
-            r -= q;
-        }
-        r
+        let r = (x as u64).wrapping_sub(q_hat.wrapping_mul(q));
+        // r < 5q: branch-free conditional subtractions (min picks the non-wrapped value).
+        let r = r.min(r.wrapping_sub(4 * q));
+        let r = r.min(r.wrapping_sub(2 * q));
+        r.min(r.wrapping_sub(q))
     }
 
     /// `x mod q` for any `u64`.
