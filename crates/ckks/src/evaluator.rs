@@ -3,6 +3,7 @@
 use psf_math::{Repr, RnsPoly};
 use psf_rlwe::{Ciphertext, KeySwitcher, Plaintext, Scale};
 
+use crate::counts::{OpCounter, Primitive};
 use crate::encoder::scaled_integer;
 use crate::keys::{galois_element_for_conjugation, galois_element_for_rotation};
 use crate::{CkksError, CkksParameters, EvaluationKeys, Result};
@@ -12,6 +13,7 @@ pub struct Evaluator {
     params: CkksParameters,
     switcher: KeySwitcher,
     keys: EvaluationKeys,
+    counter: OpCounter,
 }
 
 fn check_scales(a: Scale, b: Scale) -> Result<()> {
@@ -32,6 +34,7 @@ impl Evaluator {
             params: params.clone(),
             switcher: KeySwitcher::new(params.ring()),
             keys,
+            counter: OpCounter::default(),
         }
     }
 
@@ -51,6 +54,11 @@ impl Evaluator {
         &self.keys
     }
 
+    /// Counts of the primitives executed so far.
+    pub fn counter(&self) -> &OpCounter {
+        &self.counter
+    }
+
     fn check(&self, ct: &Ciphertext) -> Result<()> {
         Ok(self.params.ring().check_same(ct.params())?)
     }
@@ -67,6 +75,7 @@ impl Evaluator {
 
     /// `a + b` (at the lower of the two levels; scales must match).
     pub fn add_new(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        self.counter.record(Primitive::Add);
         check_scales(a.meta.scale, b.meta.scale)?;
         let (_, mut x, y) = if a.degree() >= b.degree() {
             self.aligned(a, b)?
@@ -82,11 +91,24 @@ impl Evaluator {
 
     /// `a - b`.
     pub fn sub_new(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
-        self.add_new(a, &self.neg_new(b)?)
+        self.counter.record(Primitive::Add);
+        check_scales(a.meta.scale, b.meta.scale)?;
+        let (_, mut x, mut y) = self.aligned(a, b)?;
+        let q = self.params.ring().q();
+        let degree = x.degree().max(y.degree());
+        let (n, limbs) = (self.params.ring().n(), x.level() + 1);
+        let zero = || RnsPoly::zero(n, limbs, Repr::Eval);
+        x.polys.resize_with(degree + 1, zero);
+        y.polys.resize_with(degree + 1, zero);
+        for (p, o) in x.polys.iter_mut().zip(&y.polys) {
+            q.sub_assign(p, o);
+        }
+        Ok(x)
     }
 
     /// `-a`.
     pub fn neg_new(&self, a: &Ciphertext) -> Result<Ciphertext> {
+        self.counter.record(Primitive::Add);
         self.check(a)?;
         let mut x = a.clone();
         for p in &mut x.polys {
@@ -97,6 +119,7 @@ impl Evaluator {
 
     /// `ct + pt` (scales must match).
     pub fn add_plain_new(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext> {
+        self.counter.record(Primitive::Add);
         self.check(ct)?;
         check_scales(ct.meta.scale, pt.meta.scale)?;
         let level = ct.level().min(pt.level());
@@ -111,6 +134,7 @@ impl Evaluator {
 
     /// `ct * pt`; the scale is the product of the scales.
     pub fn mul_plain_new(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext> {
+        self.counter.record(Primitive::PtMul);
         self.check(ct)?;
         let level = ct.level().min(pt.level());
         let mut x = ct.clone();
@@ -125,6 +149,7 @@ impl Evaluator {
 
     /// `ct * k` for an integer `k` (scale unchanged, no level used).
     pub fn mul_int_new(&self, ct: &Ciphertext, k: i64) -> Result<Ciphertext> {
+        self.counter.record(Primitive::ConstMul);
         self.check(ct)?;
         let mut x = ct.clone();
         let q = self.params.ring().q();
@@ -139,6 +164,7 @@ impl Evaluator {
     /// `scale * const_scale`. With `const_scale = q_level` the next rescale restores the scale
     /// exactly (see [`Self::mul_const_then_rescale_new`]).
     pub fn mul_const_new(&self, ct: &Ciphertext, c: f64, const_scale: Scale) -> Result<Ciphertext> {
+        self.counter.record(Primitive::ConstMul);
         self.check(ct)?;
         let v = scaled_integer(c, const_scale)?;
         let mut x = ct.clone();
@@ -162,6 +188,7 @@ impl Evaluator {
 
     /// `ct + c` for a real constant (added to every slot).
     pub fn add_const_new(&self, ct: &Ciphertext, c: f64) -> Result<Ciphertext> {
+        self.counter.record(Primitive::Add);
         self.check(ct)?;
         let v = scaled_integer(c, ct.meta.scale)?;
         let mut x = ct.clone();
@@ -172,6 +199,7 @@ impl Evaluator {
 
     /// The tensor product `a * b` (degree 2, not relinearized); scale is the product.
     pub fn mul_new(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        self.counter.record(Primitive::Mul);
         let (level, a, b) = self.aligned(a, b)?;
         if a.degree() != 1 || b.degree() != 1 {
             return Err(CkksError::DegreeTooHigh {
@@ -208,6 +236,7 @@ impl Evaluator {
             .relin
             .as_ref()
             .ok_or_else(|| CkksError::MissingKey("relinearization key".into()))?;
+        self.counter.record(Primitive::Relinearize);
         let (mut d0, mut d1) = self.switcher.switch(&ct.polys[2], &rlk.0)?;
         let q = self.params.ring().q();
         q.add_assign(&mut d0, &ct.polys[0]);
@@ -226,6 +255,7 @@ impl Evaluator {
 
     /// Divides by the last prime and drops it; the scale is divided by that prime exactly.
     pub fn rescale(&self, ct: &mut Ciphertext) -> Result<()> {
+        self.counter.record(Primitive::Rescale);
         self.check(ct)?;
         let level = ct.level();
         if level == 0 {
@@ -251,6 +281,7 @@ impl Evaluator {
 
     /// A copy with `levels` limbs dropped (no rescale).
     pub fn drop_level_new(&self, ct: &Ciphertext, levels: usize) -> Result<Ciphertext> {
+        self.counter.record(Primitive::DropLevel);
         self.check(ct)?;
         if levels > ct.level() {
             return Err(psf_rlwe::RlweError::InvalidLevel {
@@ -274,6 +305,7 @@ impl Evaluator {
 
     /// Rotates the slots left by `k` (negative: right).
     pub fn rotate_new(&self, ct: &Ciphertext, k: i64) -> Result<Ciphertext> {
+        self.counter.record(Primitive::Rotate);
         self.check(ct)?;
         let g = galois_element_for_rotation(k, self.params.ring().log_n());
         let key = self.galois_key(g, || format!("rotation by {k} (Galois element {g})"))?;
@@ -297,6 +329,9 @@ impl Evaluator {
             })
             .collect::<Result<Vec<_>>>()?;
         let dec = self.switcher.decompose(&ct.polys[1]);
+        self.counter.record(Primitive::Decompose);
+        self.counter
+            .record_n(Primitive::RotateHoisted, keys.len() as u64);
         keys.into_iter()
             .map(|key| Ok(self.switcher.automorphism_hoisted(ct, &dec, key)?))
             .collect()
@@ -304,6 +339,7 @@ impl Evaluator {
 
     /// Complex conjugation of every slot.
     pub fn conjugate_new(&self, ct: &Ciphertext) -> Result<Ciphertext> {
+        self.counter.record(Primitive::Rotate);
         self.check(ct)?;
         let g = galois_element_for_conjugation(self.params.ring().log_n());
         let key = self.galois_key(g, || "conjugation".into())?;

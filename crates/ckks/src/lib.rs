@@ -4,6 +4,7 @@
 //! embedding [`Encoder`], [`EvaluationKeys`], the [`Evaluator`] (add, multiply, relinearize,
 //! rescale, rotate, conjugate, hoisted rotations), precision statistics and serialization.
 
+mod counts;
 mod encoder;
 pub mod encoding;
 mod error;
@@ -13,6 +14,7 @@ mod params;
 pub mod precision;
 pub mod serialization;
 
+pub use counts::{OpCounter, OpCounts, Primitive};
 pub use encoder::Encoder;
 pub use error::{CkksError, Result};
 pub use evaluator::Evaluator;

@@ -35,17 +35,27 @@ fn fresh_and_key_switching_noise_match_expected_bounds() {
     let keys = EvaluationKeys::generate(&mut kgen, &sk, &[1], false).unwrap();
     let eval = Evaluator::new(&params, keys);
     let enc = Encoder::new(&params);
-    let x: Vec<f64> = (0..params.max_slots()).map(|i| ((i * 37) % 101) as f64 / 101.0 - 0.5).collect();
+    let x: Vec<f64> = (0..params.max_slots())
+        .map(|i| ((i * 37) % 101) as f64 / 101.0 - 0.5)
+        .collect();
     let level = ring.max_level();
-    let pt = enc.encode(&x, params.max_log_slots(), level, params.default_scale()).unwrap();
+    let pt = enc
+        .encode(&x, params.max_log_slots(), level, params.default_scale())
+        .unwrap();
 
-    let ct_sk = Encryptor::with_secret_key(&sk).seeded(1).encrypt(&pt).unwrap();
+    let ct_sk = Encryptor::with_secret_key(&sk)
+        .seeded(1)
+        .encrypt(&pt)
+        .unwrap();
     let got = noise_std(&params, &sk, &ct_sk, &pt);
     let want = (sigma * sigma + 1.0 / 12.0).sqrt();
     println!("sk encryption noise std {got:.3} (expected {want:.3})");
     assert!(got > 0.8 * want && got < 1.2 * want);
 
-    let ct_pk = Encryptor::with_public_key(&pk).seeded(2).encrypt(&pt).unwrap();
+    let ct_pk = Encryptor::with_public_key(&pk)
+        .seeded(2)
+        .encrypt(&pt)
+        .unwrap();
     let got = noise_std(&params, &sk, &ct_pk, &pt);
     let ge = sigma * sigma + 1.0 / 12.0;
     let want = (ge * (1.0 + 2.0 * n * 2.0 / 3.0)).sqrt();
@@ -56,7 +66,8 @@ fn fresh_and_key_switching_noise_match_expected_bounds() {
     let rot = eval.rotate_new(&ct_sk, 1).unwrap();
     let g = galois_element_for_rotation(1, ring.log_n());
     let mut rotated = pt.poly.clone();
-    ring.q().automorphism_eval(&pt.poly, &ring.galois_permutation(g), &mut rotated);
+    ring.q()
+        .automorphism_eval(&pt.poly, &ring.galois_permutation(g), &mut rotated);
     let pt_rot = Plaintext::new(ring, rotated, pt.meta).unwrap();
     let got = noise_std(&params, &sk, &rot, &pt_rot);
     let k = ring.p().len() as f64;
@@ -64,6 +75,9 @@ fn fresh_and_key_switching_noise_match_expected_bounds() {
     let ks = (n * 2.0 / 3.0 * (k * k / 12.0 + k / 4.0)).sqrt();
     let bound = (fresh * fresh + ks * ks).sqrt();
     println!("key switching noise std {got:.1} (bound {bound:.1})");
-    assert!(got < 1.5 * bound, "key switching noise {got} above bound {bound}");
+    assert!(
+        got < 1.5 * bound,
+        "key switching noise {got} above bound {bound}"
+    );
     assert!(got > fresh, "key switching must add noise");
 }

@@ -81,8 +81,18 @@ fn encrypt_add_mul_rescale_precision() {
     let diff: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a - b).collect();
     c.assert_bits("sub", &diff, &c.eval.sub_new(&cx, &cy).unwrap(), 32.0);
     let prod: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a * b).collect();
+    c.eval.counter().reset();
     let mut m = c.eval.mul_relin_new(&cx, &cy).unwrap();
     c.eval.rescale(&mut m).unwrap();
+    let counts = c.eval.counter().snapshot();
+    assert_eq!(
+        (
+            counts.get(Primitive::Mul),
+            counts.get(Primitive::Relinearize),
+            counts.get(Primitive::Rescale)
+        ),
+        (1, 1, 1)
+    );
     c.assert_bits("mul+relin+rescale", &prod, &m, 30.0);
     // Degree-2 decryption before relinearization.
     c.assert_bits(
@@ -165,7 +175,12 @@ fn rotations_conjugation_and_hoisting() {
     let n = 1usize << c.log_slots;
     let x = random(n, 5);
     let cx = c.encrypt(&x);
+    c.eval.counter().reset();
     let hoisted = c.eval.rotate_hoisted_new(&cx, &rots).unwrap();
+    let counts = c.eval.counter().snapshot();
+    assert_eq!(counts.get(Primitive::Decompose), 1);
+    assert_eq!(counts.get(Primitive::RotateHoisted), rots.len() as u64);
+    assert_eq!(counts.key_switches(), rots.len() as u64);
     for (&k, h) in rots.iter().zip(&hoisted) {
         let want: Vec<f64> = (0..n)
             .map(|j| x[(j as i64 + k).rem_euclid(n as i64) as usize])
