@@ -48,10 +48,27 @@ fn main() -> psf_model::Result<()> {
         eprintln!("loss {:.4}", out.loss);
     }
     let secs = t0.elapsed().as_secs_f64();
+    if std::env::var("PSF_PHASES").is_ok() {
+        phases(&trainer, &x, &y)?;
+    }
     let tps = (steps * batch * seq) as f64 / secs;
     println!(
         "{norm:?}: {steps} steps in {secs:.2} s, {:.0} ms/step, {tps:.0} tokens/s",
         1e3 * secs / steps as f64
     );
+    Ok(())
+}
+
+/// Splits one step into forward, backward and optimizer time (PSF_PHASES=1).
+fn phases(trainer: &Trainer, x: &Tensor, y: &Tensor) -> psf_model::Result<()> {
+    for _ in 0..3 {
+        let t = Instant::now();
+        let loss = trainer.model.loss(x, y, None)?;
+        let f = t.elapsed().as_secs_f64();
+        let grads = loss.backward()?;
+        let b = t.elapsed().as_secs_f64() - f;
+        drop(grads);
+        println!("forward {:.0} ms, backward {:.0} ms", f * 1e3, b * 1e3);
+    }
     Ok(())
 }

@@ -7,6 +7,7 @@ use candle_core::{D, DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::fused::{self, CausalKind};
 use crate::ranges::{RangeKind, RangeRecorder};
 
 /// How attention scores become attention weights. Serialized as `{"kind": "softmax"}`,
@@ -133,7 +134,40 @@ impl AttentionNorm {
 
     /// Normalizes causal attention scores `(B, H, T, T)` into weights of the same shape.
     /// With a recorder, records the scores and (Power-Softmax) the denominator for `layer`.
+    ///
+    /// Without a recorder, softmax and the stable Power-Softmax run as one fused kernel with a
+    /// hand-written backward (`crate::fused`); otherwise, and for the other forms, as composed
+    /// ops ([`AttentionNorm::forward_composed`]).
     pub fn forward(
+        &self,
+        scores: &Tensor,
+        mask: &CausalMask,
+        layer: usize,
+        rec: Option<&mut RangeRecorder>,
+    ) -> Result<Tensor> {
+        if rec.is_none() && scores.dtype() == DType::F32 {
+            if let Some(kind) = self.fused_kind() {
+                return fused::causal_norm(scores, kind);
+            }
+        }
+        self.forward_composed(scores, mask, layer, rec)
+    }
+
+    fn fused_kind(&self) -> Option<CausalKind> {
+        match self {
+            AttentionNorm::Softmax => Some(CausalKind::Softmax),
+            AttentionNorm::Power(ps) if ps.form == PowerForm::Stable => Some(CausalKind::Power {
+                p: ps.p as i32,
+                eps: ps.eps as f32,
+                per_key: ps.eps_scaling == EpsScaling::PerKey,
+                delta: ps.delta as f32,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The reference computation from composed candle ops (records ranges when asked).
+    pub fn forward_composed(
         &self,
         scores: &Tensor,
         mask: &CausalMask,
@@ -394,6 +428,30 @@ mod tests {
             got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-6),
             "{got:?}"
         );
+    }
+
+    /// The fused kernels (f32) against the composed ops: values and gradients.
+    #[test]
+    fn fused_matches_composed() {
+        let t = 9;
+        let mask = CausalMask::new(t, &Device::Cpu).unwrap();
+        let s0 = scores(2, 3, t, 5);
+        let probe = scores(2, 3, t, 6);
+        for norm in all_norms() {
+            let var = Var::from_tensor(&s0).unwrap();
+            let a = norm.forward(var.as_tensor(), &mask, 0, None).unwrap();
+            let b = norm
+                .forward_composed(var.as_tensor(), &mask, 0, None)
+                .unwrap();
+            assert!(max_diff(&a, &b) < 1e-6, "{norm:?}");
+            let ga = (a * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let gb = (b * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let (ga, gb) = (
+                ga.get(var.as_tensor()).unwrap(),
+                gb.get(var.as_tensor()).unwrap(),
+            );
+            assert!(max_diff(ga, gb) < 1e-5, "{norm:?}: {}", max_diff(ga, gb));
+        }
     }
 
     /// Backward checked against central finite differences (f64) for every normalization.

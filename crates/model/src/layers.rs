@@ -1,12 +1,13 @@
 //! Building blocks shared by both layouts, each `load(vb, ..)` + `forward`, from composed
 //! candle ops only (candle's fused LayerNorm / RMSNorm drop gradients in training).
 
-use candle_core::{D, Tensor};
+use candle_core::{D, DType, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::attention_norm::{AttentionNorm, CausalMask};
 use crate::config::Activation;
 use crate::error::Result;
+use crate::fused;
 use crate::ranges::{RangeKind, RangeRecorder};
 
 /// Standard deviation of the normal initialization of weights (GPT-NeoX / Llama default).
@@ -83,7 +84,21 @@ impl Norm {
     }
 
     /// Normalizes `(..., C)`; records the input of `1/sqrt(.)` as [`RangeKind::NormVariance`].
+    /// Without a recorder this is one fused kernel (`crate::fused`), else composed ops.
     pub fn forward(
+        &self,
+        x: &Tensor,
+        layer: usize,
+        rec: Option<&mut RangeRecorder>,
+    ) -> Result<Tensor> {
+        if rec.is_none() && x.dtype() == DType::F32 {
+            return fused::norm(x, &self.weight, self.bias.as_ref(), self.eps);
+        }
+        self.forward_composed(x, layer, rec)
+    }
+
+    /// The reference computation from composed candle ops (records ranges when asked).
+    pub fn forward_composed(
         &self,
         x: &Tensor,
         layer: usize,
@@ -119,6 +134,8 @@ pub fn activate(
 ) -> Result<Tensor> {
     if let Some(rec) = rec {
         rec.record(layer, RangeKind::ActivationInput, x)?;
+    } else if act == Activation::Gelu && x.dtype() == DType::F32 {
+        return fused::gelu_erf(x);
     }
     Ok(match act {
         Activation::Gelu => x.gelu_erf()?,
@@ -157,4 +174,88 @@ fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
     Ok(x.unsqueeze(2)?
         .broadcast_as((b, hkv, n, t, d))?
         .reshape((b, hkv * n, t, d))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn data(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 250.0 - 2.0)
+            .collect()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
+        d.max(0).unwrap().to_scalar().unwrap()
+    }
+
+    /// Fused LayerNorm / RMSNorm and GELU against the composed ops: values and all gradients.
+    #[test]
+    fn fused_norms_and_gelu_match_composed() {
+        let dev = Device::Cpu;
+        let var = |v: Vec<f32>, s: &[usize]| {
+            Var::from_tensor(&Tensor::from_vec(v, s, &dev).unwrap()).unwrap()
+        };
+        let x = var(data(5 * 7 * 24, 1), &[5, 7, 24]);
+        let w = var(data(24, 2), &[24]);
+        let b = var(data(24, 3), &[24]);
+        let probe = Tensor::from_vec(data(5 * 7 * 24, 4), (5, 7, 24), &dev).unwrap();
+        for centered in [true, false] {
+            let norm = Norm {
+                weight: w.as_tensor().clone(),
+                bias: centered.then(|| b.as_tensor().clone()),
+                eps: 1e-5,
+            };
+            let fa = norm.forward(x.as_tensor(), 0, None).unwrap();
+            let fb = norm.forward_composed(x.as_tensor(), 0, None).unwrap();
+            assert!(max_diff(&fa, &fb) < 1e-5);
+            let ga = (fa * &probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let gb = (fb * &probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for v in [&x, &w, &b].into_iter().take(if centered { 3 } else { 2 }) {
+                let (a, b) = (
+                    ga.get(v.as_tensor()).unwrap(),
+                    gb.get(v.as_tensor()).unwrap(),
+                );
+                assert!(
+                    max_diff(a, b) < 1e-4,
+                    "centered {centered}: {}",
+                    max_diff(a, b)
+                );
+            }
+        }
+        let ya = activate(Activation::Gelu, x.as_tensor(), 0, None).unwrap();
+        let yb = x.as_tensor().gelu_erf().unwrap();
+        assert!(max_diff(&ya, &yb) < 1e-6);
+        let ga = (ya * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gb = (yb * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(
+            max_diff(
+                ga.get(x.as_tensor()).unwrap(),
+                gb.get(x.as_tensor()).unwrap()
+            ) < 1e-5
+        );
+    }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod eval;
+mod fused;
 pub mod ranges;
 
 pub use attention_norm::{AttentionNorm, CausalMask, EpsScaling, PowerForm, PowerSoftmax};
