@@ -1,0 +1,198 @@
+//! The operations a circuit needs, as a trait: the real CKKS evaluator ([`HeBackend`]) and the
+//! simulation evaluator implement it, so every circuit is written once and runs on both.
+//!
+//! Scales are exact `f64` values (the product of the real primes), levels are limb counts
+//! minus one: both backends do the same bookkeeping, so a simulated run predicts the real
+//! run's levels, scales and primitive counts exactly.
+
+use psf_ckks::{
+    Ciphertext, CkksParameters, Encoder, Evaluator, OpCounts, Plaintext, Primitive, Scale,
+};
+
+use crate::Result;
+
+/// What circuits compute with.
+pub trait Backend: Sync {
+    /// Ciphertext type.
+    type Ct: Clone + Send + Sync;
+    /// Encoded plaintext type (reusable across calls, e.g. matrix diagonals).
+    type Pt: Send + Sync;
+
+    /// Slots per ciphertext.
+    fn slots(&self) -> usize;
+    /// Highest level of a fresh ciphertext.
+    fn max_level(&self) -> usize;
+    /// The default encoding scale.
+    fn default_scale(&self) -> f64;
+    /// The prime `q_level`, by which a rescale at `level` divides.
+    fn prime(&self, level: usize) -> u64;
+
+    /// Level of `ct`.
+    fn level(&self, ct: &Self::Ct) -> usize;
+    /// Exact scale of `ct`.
+    fn scale(&self, ct: &Self::Ct) -> f64;
+
+    /// Encodes `values` (padded with zeros) at `level` and `scale`.
+    fn encode(&self, values: &[f64], level: usize, scale: f64) -> Result<Self::Pt>;
+
+    /// `a + b` (scales must match; the lower level wins).
+    fn add(&self, a: &Self::Ct, b: &Self::Ct) -> Result<Self::Ct>;
+    /// `a - b`.
+    fn sub(&self, a: &Self::Ct, b: &Self::Ct) -> Result<Self::Ct>;
+    /// `-a`.
+    fn neg(&self, a: &Self::Ct) -> Result<Self::Ct>;
+    /// `a + c` in every slot.
+    fn add_const(&self, a: &Self::Ct, c: f64) -> Result<Self::Ct>;
+    /// `a + pt` (scales must match).
+    fn add_plain(&self, a: &Self::Ct, pt: &Self::Pt) -> Result<Self::Ct>;
+    /// `a * k` for an integer `k` (scale unchanged).
+    fn mul_int(&self, a: &Self::Ct, k: i64) -> Result<Self::Ct>;
+    /// `a * round(c * const_scale)`; the scale is multiplied by `const_scale`.
+    fn mul_const(&self, a: &Self::Ct, c: f64, const_scale: f64) -> Result<Self::Ct>;
+    /// `a * pt`; the scale is multiplied by the plaintext's scale.
+    fn mul_plain(&self, a: &Self::Ct, pt: &Self::Pt) -> Result<Self::Ct>;
+    /// `a * b`, relinearized; scales multiply.
+    fn mul_relin(&self, a: &Self::Ct, b: &Self::Ct) -> Result<Self::Ct>;
+    /// Divides by `q_level` and drops a level.
+    fn rescale(&self, a: &Self::Ct) -> Result<Self::Ct>;
+    /// Drops limbs down to `level` (no rescale).
+    fn drop_to_level(&self, a: &Self::Ct, level: usize) -> Result<Self::Ct>;
+    /// Rotates slots left by `k`.
+    fn rotate(&self, a: &Self::Ct, k: i64) -> Result<Self::Ct>;
+    /// Rotations by each of `ks`, sharing one decomposition.
+    fn rotate_hoisted(&self, a: &Self::Ct, ks: &[i64]) -> Result<Vec<Self::Ct>>;
+    /// Re-labels the scale of `a` (no computation): for callers that have proven the new
+    /// scale equal to the old one up to a negligible relative error.
+    fn with_scale(&self, a: &Self::Ct, scale: f64) -> Self::Ct;
+
+    /// Primitive counts so far.
+    fn counts(&self) -> OpCounts;
+}
+
+/// The real CKKS evaluator with its encoder.
+pub struct HeBackend<'a> {
+    params: &'a CkksParameters,
+    encoder: &'a Encoder,
+    eval: &'a Evaluator,
+}
+
+impl<'a> HeBackend<'a> {
+    /// Wraps an evaluator and an encoder of the same parameters.
+    pub fn new(params: &'a CkksParameters, encoder: &'a Encoder, eval: &'a Evaluator) -> Self {
+        Self {
+            params,
+            encoder,
+            eval,
+        }
+    }
+
+    /// The evaluator.
+    pub fn evaluator(&self) -> &Evaluator {
+        self.eval
+    }
+}
+
+impl Backend for HeBackend<'_> {
+    type Ct = Ciphertext;
+    type Pt = Plaintext;
+
+    fn slots(&self) -> usize {
+        self.params.max_slots()
+    }
+
+    fn max_level(&self) -> usize {
+        self.params.ring().max_level()
+    }
+
+    fn default_scale(&self) -> f64 {
+        self.params.default_scale().0
+    }
+
+    fn prime(&self, level: usize) -> u64 {
+        self.params.ring().q().modulus(level).value()
+    }
+
+    fn level(&self, ct: &Ciphertext) -> usize {
+        ct.level()
+    }
+
+    fn scale(&self, ct: &Ciphertext) -> f64 {
+        ct.meta.scale.0
+    }
+
+    fn encode(&self, values: &[f64], level: usize, scale: f64) -> Result<Plaintext> {
+        self.eval.counter().record(Primitive::Encode);
+        Ok(self
+            .encoder
+            .encode(values, self.params.max_log_slots(), level, Scale(scale))?)
+    }
+
+    fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        Ok(self.eval.add_new(a, b)?)
+    }
+
+    fn sub(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        Ok(self.eval.sub_new(a, b)?)
+    }
+
+    fn neg(&self, a: &Ciphertext) -> Result<Ciphertext> {
+        Ok(self.eval.neg_new(a)?)
+    }
+
+    fn add_const(&self, a: &Ciphertext, c: f64) -> Result<Ciphertext> {
+        Ok(self.eval.add_const_new(a, c)?)
+    }
+
+    fn add_plain(&self, a: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext> {
+        Ok(self.eval.add_plain_new(a, pt)?)
+    }
+
+    fn mul_int(&self, a: &Ciphertext, k: i64) -> Result<Ciphertext> {
+        Ok(self.eval.mul_int_new(a, k)?)
+    }
+
+    fn mul_const(&self, a: &Ciphertext, c: f64, const_scale: f64) -> Result<Ciphertext> {
+        Ok(self.eval.mul_const_new(a, c, Scale(const_scale))?)
+    }
+
+    fn mul_plain(&self, a: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext> {
+        Ok(self.eval.mul_plain_new(a, pt)?)
+    }
+
+    fn mul_relin(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        Ok(self.eval.mul_relin_new(a, b)?)
+    }
+
+    fn rescale(&self, a: &Ciphertext) -> Result<Ciphertext> {
+        Ok(self.eval.rescale_new(a)?)
+    }
+
+    fn drop_to_level(&self, a: &Ciphertext, level: usize) -> Result<Ciphertext> {
+        let drop = a
+            .level()
+            .checked_sub(level)
+            .ok_or(crate::CircuitError::NotEnoughLevels {
+                needed: level,
+                level: a.level(),
+            })?;
+        Ok(self.eval.drop_level_new(a, drop)?)
+    }
+
+    fn rotate(&self, a: &Ciphertext, k: i64) -> Result<Ciphertext> {
+        Ok(self.eval.rotate_new(a, k)?)
+    }
+
+    fn rotate_hoisted(&self, a: &Ciphertext, ks: &[i64]) -> Result<Vec<Ciphertext>> {
+        Ok(self.eval.rotate_hoisted_new(a, ks)?)
+    }
+
+    fn with_scale(&self, a: &Ciphertext, scale: f64) -> Ciphertext {
+        let mut x = a.clone();
+        x.meta.scale = Scale(scale);
+        x
+    }
+
+    fn counts(&self) -> OpCounts {
+        self.eval.counter().snapshot()
+    }
+}

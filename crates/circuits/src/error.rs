@@ -1,0 +1,27 @@
+//! Errors of the circuits layer.
+
+use psf_ckks::CkksError;
+
+/// Everything that can go wrong in `psf-circuits`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CircuitError {
+    /// Error from the CKKS layer.
+    #[error(transparent)]
+    Ckks(#[from] CkksError),
+    /// The input ciphertext has too few levels for the circuit.
+    #[error("circuit needs input level >= {needed}, got {level}")]
+    NotEnoughLevels { needed: usize, level: usize },
+    /// Invalid circuit configuration.
+    #[error("invalid circuit: {0}")]
+    Invalid(String),
+}
+
+impl From<psf_rlwe::RlweError> for CircuitError {
+    fn from(e: psf_rlwe::RlweError) -> Self {
+        CircuitError::Ckks(e.into())
+    }
+}
+
+/// Result alias of `psf-circuits`.
+pub type Result<T> = std::result::Result<T, CircuitError>;
