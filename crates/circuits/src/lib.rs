@@ -4,7 +4,9 @@
 
 pub mod approx;
 mod backend;
+mod circuit;
 mod error;
 
 pub use backend::{Backend, HeBackend};
+pub use circuit::{Circuit, rotation_galois_elements};
 pub use error::{CircuitError, Result};
