@@ -109,6 +109,11 @@ impl RnsPoly {
         &self.data
     }
 
+    /// The limb-major storage, consuming the polynomial (to return it to a pool).
+    pub fn into_data(self) -> Vec<u64> {
+        self.data
+    }
+
     /// All limbs, mutable.
     pub fn data_mut(&mut self) -> &mut [u64] {
         &mut self.data

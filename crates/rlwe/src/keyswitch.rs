@@ -5,7 +5,9 @@
 //! Galois keys (hoisted rotations): an automorphism commutes with the decomposition and is
 //! applied to the raised digits as a permutation of evaluations.
 
-use psf_math::{BasisConverter, Repr, RnsBasis, RnsPoly};
+use std::sync::Arc;
+
+use psf_math::{BasisConverter, BufferPool, Repr, RnsBasis, RnsPoly};
 use rayon::prelude::*;
 
 use crate::{Result, SwitchingKey};
@@ -22,6 +24,8 @@ pub(crate) struct KeySwitchTables {
     mod_down: Vec<BasisConverter>,
     /// `P^-1 mod q_i`.
     p_inv_mod_q: Vec<u64>,
+    /// Reused temporaries.
+    pool: Arc<BufferPool>,
 }
 
 impl KeySwitchTables {
@@ -62,6 +66,7 @@ impl KeySwitchTables {
             mod_up,
             mod_down,
             p_inv_mod_q,
+            pool: Arc::new(BufferPool::new()),
         })
     }
 
@@ -76,13 +81,28 @@ fn digit_range(j: usize, alpha: usize, level: usize) -> std::ops::Range<usize> {
 }
 
 /// A polynomial decomposed into digits raised to `Q_l ++ P` (evaluation form), ready for
-/// inner products with any switching key (the hoisted part of key switching).
-#[derive(Clone, Debug)]
+/// inner products with any switching key (the hoisted part of key switching). Its buffers
+/// return to the parameters' pool when it is dropped.
+#[derive(Debug)]
 pub struct Decomposition {
     /// The level of the decomposed polynomial.
     pub level: usize,
     /// One polynomial over `Q_l ++ P` per digit.
     pub digits: Vec<RnsPoly>,
+    pool: Arc<BufferPool>,
+}
+
+impl Drop for Decomposition {
+    fn drop(&mut self) {
+        for d in self.digits.drain(..) {
+            self.pool.put(d.into_data());
+        }
+    }
+}
+
+/// A pooled polynomial with unspecified contents (every limb must be overwritten).
+fn pooled(pool: &BufferPool, n: usize, limbs: usize, repr: Repr) -> RnsPoly {
+    RnsPoly::from_data(n, repr, pool.take(n * limbs)).expect("length is a multiple of n")
 }
 
 /// Decomposes `c` (evaluation form, `level + 1` limbs) and raises each digit to `Q_l ++ P`.
@@ -91,7 +111,7 @@ pub(crate) fn decompose(t: &KeySwitchTables, c: &RnsPoly) -> Decomposition {
     let n = c.n();
     let qlp = t.qlp(level);
     // Copy and inverse-transform limb by limb in parallel.
-    let mut coeff = RnsPoly::zero(n, level + 1, Repr::Coeff);
+    let mut coeff = pooled(&t.pool, n, level + 1, Repr::Coeff);
     coeff
         .data_mut()
         .par_chunks_exact_mut(n)
@@ -105,7 +125,7 @@ pub(crate) fn decompose(t: &KeySwitchTables, c: &RnsPoly) -> Decomposition {
         .enumerate()
         .map(|(j, conv)| {
             let range = digit_range(j, t.digit_size, level);
-            let mut out = RnsPoly::zero(n, qlp.len(), Repr::Eval);
+            let mut out = pooled(&t.pool, n, qlp.len(), Repr::Eval);
             let mut digit_limbs = Vec::with_capacity(range.len());
             let mut targets = Vec::with_capacity(qlp.len() - range.len());
             for (idx, limb) in out.data_mut().chunks_exact_mut(n).enumerate() {
@@ -128,7 +148,12 @@ pub(crate) fn decompose(t: &KeySwitchTables, c: &RnsPoly) -> Decomposition {
             out
         })
         .collect();
-    Decomposition { level, digits }
+    t.pool.put(coeff.into_data());
+    Decomposition {
+        level,
+        digits,
+        pool: t.pool.clone(),
+    }
 }
 
 /// `(sum_j d_j * b_j, sum_j d_j * a_j)` over `Q_l ++ P`, with the digits first permuted by
@@ -142,8 +167,8 @@ pub(crate) fn inner_product(
     let level = dec.level;
     let qlp = t.qlp(level);
     let n = qlp.n();
-    let mut acc0 = RnsPoly::zero(n, qlp.len(), Repr::Eval);
-    let mut acc1 = RnsPoly::zero(n, qlp.len(), Repr::Eval);
+    let mut acc0 = pooled(&t.pool, n, qlp.len(), Repr::Eval);
+    let mut acc1 = pooled(&t.pool, n, qlp.len(), Repr::Eval);
     let key_limb = |tl: usize| {
         if tl <= level {
             tl
@@ -158,6 +183,8 @@ pub(crate) fn inner_product(
         .for_each(|(tl, (a0, a1))| {
             let plan = qlp.plan(tl);
             let kl = key_limb(tl);
+            a0.fill(0);
+            a1.fill(0);
             let mut scratch = perm.map(|_| vec![0u64; n]);
             for (j, d) in dec.digits.iter().enumerate() {
                 let (kb, ka) = &key.digits[j];
@@ -184,10 +211,16 @@ pub(crate) fn mod_down(t: &KeySwitchTables, mut x: RnsPoly, level: usize) -> Rns
     let qlp = t.qlp(level);
     let nl = level + 1;
     let p_basis = qlp.slice(nl..qlp.len());
-    let mut p_part = RnsPoly::from_data(n, Repr::Eval, x.data()[nl * n..].to_vec()).expect("shape");
+    let mut p_part = pooled(&t.pool, n, qlp.len() - nl, Repr::Eval);
+    p_part.data_mut().copy_from_slice(&x.data()[nl * n..]);
     x.truncate(nl);
     p_basis.intt(&mut p_part);
-    let mut conv = t.mod_down[level].convert_poly_approx(&p_part);
+    let mut conv = pooled(&t.pool, n, nl, Repr::Coeff);
+    {
+        let ins: Vec<&[u64]> = p_part.limbs_iter().collect();
+        let mut outs: Vec<&mut [u64]> = conv.data_mut().chunks_exact_mut(n).collect();
+        t.mod_down[level].convert_approx(&ins, &mut outs);
+    }
     let ql = qlp.prefix(nl);
     // out_i = (x_i - NTT(conv_i)) * P^-1, limb by limb in parallel.
     x.data_mut()
