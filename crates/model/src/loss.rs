@@ -2,16 +2,25 @@
 //! largest tensor of a training step; the composed form makes about ten passes over them in
 //! each direction). The composed reference [`cross_entropy_composed`] checks it in the tests.
 
+use std::sync::{Arc, Mutex};
+
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, D, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::error::Result;
 
 /// Mean cross-entropy of `logits` `(N, V)` (f32) against class ids `targets` `(N)` (u32).
+///
+/// When the logits take part in a gradient computation, the forward pass also stores
+/// `softmax - onehot` (one pass over the logits instead of two), and the backward pass only
+/// scales it by the upstream gradient.
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let logits = logits.contiguous()?;
     let targets = targets.contiguous()?;
-    Ok(logits.apply_op2(&targets, RowCrossEntropy)?.mean_all()?)
+    let keep = logits.track_op().then(|| Arc::new(Mutex::new(None)));
+    Ok(logits
+        .apply_op2(&targets, RowCrossEntropy { keep })?
+        .mean_all()?)
 }
 
 /// The same loss from composed candle ops (detached max shift, exp, sum, log, gather).
@@ -45,6 +54,17 @@ fn slices<'a>(
     Ok((logits, targets, v))
 }
 
+/// Writes `g * (softmax(row) - onehot(t))` into `dst`; returns the row's loss.
+fn row_grad(row: &[f32], t: usize, g: f32, dst: &mut [f32]) -> f32 {
+    let (m, lse) = log_sum_exp(row);
+    let shift = m + lse;
+    for (d, &x) in dst.iter_mut().zip(row) {
+        *d = g * (x - shift).exp();
+    }
+    dst[t] -= g;
+    shift - row[t]
+}
+
 /// `(row max, log sum exp(row - max))`.
 fn log_sum_exp(row: &[f32]) -> (f32, f32) {
     let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -52,8 +72,11 @@ fn log_sum_exp(row: &[f32]) -> (f32, f32) {
     (m, s.ln())
 }
 
-/// Per-row loss `lse(row) - row[target]`: `(N, V), (N) -> (N)`.
-struct RowCrossEntropy;
+/// Per-row loss `lse(row) - row[target]`: `(N, V), (N) -> (N)`; with `keep`, also stores the
+/// unscaled gradient `softmax(row) - onehot(target)` for the backward pass.
+struct RowCrossEntropy {
+    keep: Option<Arc<Mutex<Option<Vec<f32>>>>>,
+}
 
 impl CustomOp2 for RowCrossEntropy {
     fn name(&self) -> &'static str {
@@ -68,6 +91,17 @@ impl CustomOp2 for RowCrossEntropy {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (logits, targets, v) = slices(s1, l1, s2, l2)?;
+        if let Some(keep) = &self.keep {
+            let mut grad = vec![0f32; logits.len()];
+            let out: Vec<f32> = grad
+                .par_chunks_mut(v)
+                .zip(logits.par_chunks(v).zip(targets.par_iter()))
+                .map(|(dst, (row, &t))| row_grad(row, t as usize, 1.0, dst))
+                .collect();
+            *keep.lock().expect("cross-entropy lock") = Some(grad);
+            let n = out.len();
+            return Ok((CpuStorage::F32(out), Shape::from(n)));
+        }
         let out: Vec<f32> = logits
             .par_chunks(v)
             .zip(targets.par_iter())
@@ -87,6 +121,14 @@ impl CustomOp2 for RowCrossEntropy {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let kept = self
+            .keep
+            .as_ref()
+            .and_then(|k| k.lock().expect("cross-entropy lock").take());
+        if let Some(unscaled) = kept {
+            let unscaled = Tensor::from_vec(unscaled, logits.shape(), logits.device())?;
+            return Ok((Some(unscaled.broadcast_mul(&grad_res.unsqueeze(1)?)?), None));
+        }
         let g = logits.apply_op3_no_bwd(targets, &grad_res.contiguous()?, &RowCrossEntropyGrad)?;
         Ok((Some(g), None))
     }
@@ -119,12 +161,7 @@ impl CustomOp3 for RowCrossEntropyGrad {
             .zip(logits.par_chunks(v))
             .zip(targets.par_iter().zip(upstream.par_iter()))
             .for_each(|((dst, row), (&t, &g))| {
-                let (m, lse) = log_sum_exp(row);
-                let shift = m + lse;
-                for (d, &x) in dst.iter_mut().zip(row) {
-                    *d = g * (x - shift).exp();
-                }
-                dst[t as usize] -= g;
+                row_grad(row, t as usize, g, dst);
             });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -144,6 +181,11 @@ mod tests {
         let logits = Var::from_tensor(&Tensor::from_vec(data, (6, 11), &dev).unwrap()).unwrap();
         let targets = Tensor::new(&[0u32, 3, 10, 5, 5, 1], &dev).unwrap();
         let a = cross_entropy(logits.as_tensor(), &targets).unwrap();
+        let plain = cross_entropy(&logits.as_tensor().detach(), &targets).unwrap();
+        assert_eq!(
+            plain.to_scalar::<f32>().unwrap(),
+            a.to_scalar::<f32>().unwrap()
+        );
         let b = cross_entropy_composed(logits.as_tensor(), &targets).unwrap();
         let (av, bv) = (a.to_scalar::<f32>().unwrap(), b.to_scalar::<f32>().unwrap());
         assert!((av - bv).abs() < 1e-6, "{av} vs {bv}");
