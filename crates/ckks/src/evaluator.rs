@@ -63,27 +63,31 @@ impl Evaluator {
         Ok(self.params.ring().check_same(ct.params())?)
     }
 
-    fn aligned(&self, a: &Ciphertext, b: &Ciphertext) -> Result<(usize, Ciphertext, Ciphertext)> {
+    /// Checks both operands and returns their common (lower) level; ring operations read only
+    /// the first `level + 1` limbs of each input, so no copy is needed.
+    fn common_level(&self, a: &Ciphertext, b: &Ciphertext) -> Result<usize> {
         self.check(a)?;
         self.check(b)?;
-        let level = a.level().min(b.level());
-        let (mut a, mut b) = (a.clone(), b.clone());
-        a.drop_to_level(level);
-        b.drop_to_level(level);
-        Ok((level, a, b))
+        Ok(a.level().min(b.level()))
     }
 
     /// `a + b` (at the lower of the two levels; scales must match).
     pub fn add_new(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
         self.counter.record(Primitive::Add);
         check_scales(a.meta.scale, b.meta.scale)?;
-        let (_, mut x, y) = if a.degree() >= b.degree() {
-            self.aligned(a, b)?
+        self.check(a)?;
+        self.check(b)?;
+        // Copy only the operand of higher degree, truncated to the common level.
+        let (hi, lo) = if a.degree() >= b.degree() {
+            (a, b)
         } else {
-            self.aligned(b, a)?
+            (b, a)
         };
+        let level = a.level().min(b.level());
+        let polys = hi.polys.iter().map(|p| p.prefix(level + 1)).collect();
+        let mut x = Ciphertext::from_parts(self.params.ring(), polys, hi.meta);
         let q = self.params.ring().q();
-        for (p, o) in x.polys.iter_mut().zip(&y.polys) {
+        for (p, o) in x.polys.iter_mut().zip(&lo.polys) {
             q.add_assign(p, o);
         }
         Ok(x)
@@ -93,17 +97,21 @@ impl Evaluator {
     pub fn sub_new(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
         self.counter.record(Primitive::Add);
         check_scales(a.meta.scale, b.meta.scale)?;
-        let (_, mut x, mut y) = self.aligned(a, b)?;
+        let level = self.common_level(a, b)?;
         let q = self.params.ring().q();
-        let degree = x.degree().max(y.degree());
-        let (n, limbs) = (self.params.ring().n(), x.level() + 1);
-        let zero = || RnsPoly::zero(n, limbs, Repr::Eval);
-        x.polys.resize_with(degree + 1, zero);
-        y.polys.resize_with(degree + 1, zero);
-        for (p, o) in x.polys.iter_mut().zip(&y.polys) {
-            q.sub_assign(p, o);
-        }
-        Ok(x)
+        let degree = a.degree().max(b.degree());
+        let n = self.params.ring().n();
+        let zero = RnsPoly::zero(n, level + 1, Repr::Eval);
+        let polys = (0..=degree)
+            .map(|i| {
+                let x = a.polys.get(i).unwrap_or(&zero);
+                let y = b.polys.get(i).unwrap_or(&zero);
+                let mut out = RnsPoly::zero(n, level + 1, Repr::Eval);
+                q.sub(x, y, &mut out);
+                out
+            })
+            .collect();
+        Ok(Ciphertext::from_parts(self.params.ring(), polys, a.meta))
     }
 
     /// `-a`.
@@ -137,14 +145,19 @@ impl Evaluator {
         self.counter.record(Primitive::PtMul);
         self.check(ct)?;
         let level = ct.level().min(pt.level());
-        let mut x = ct.clone();
-        x.drop_to_level(level);
-        let p = pt.poly.prefix(level + 1);
-        for c in &mut x.polys {
-            self.params.ring().q().mul_assign(c, &p);
-        }
-        x.meta.scale = Scale(ct.meta.scale.0 * pt.meta.scale.0);
-        Ok(x)
+        let q = self.params.ring().q();
+        let polys = ct
+            .polys
+            .iter()
+            .map(|c| {
+                let mut out = RnsPoly::zero(self.params.ring().n(), level + 1, Repr::Eval);
+                q.mul(c, &pt.poly, &mut out);
+                out
+            })
+            .collect();
+        let mut meta = ct.meta;
+        meta.scale = Scale(ct.meta.scale.0 * pt.meta.scale.0);
+        Ok(Ciphertext::from_parts(self.params.ring(), polys, meta))
     }
 
     /// `ct * k` for an integer `k` (scale unchanged, no level used).
@@ -200,7 +213,7 @@ impl Evaluator {
     /// The tensor product `a * b` (degree 2, not relinearized); scale is the product.
     pub fn mul_new(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
         self.counter.record(Primitive::Mul);
-        let (level, a, b) = self.aligned(a, b)?;
+        let level = self.common_level(a, b)?;
         if a.degree() != 1 || b.degree() != 1 {
             return Err(CkksError::DegreeTooHigh {
                 degree: a.degree().max(b.degree()),
