@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -142,29 +143,27 @@ impl AdamW {
         let c = &self.cfg;
         let bc1 = 1.0 - c.beta1.powi(self.step as i32);
         let bc2 = 1.0 - c.beta2.powi(self.step as i32);
-        for (slot, g) in self.slots.iter_mut().zip(flat) {
+        let (b1, b2, s) = (c.beta1 as f32, c.beta2 as f32, scale as f32);
+        let (step_size, rb2, eps) = ((lr / bc1) as f32, (1.0 / bc2.sqrt()) as f32, c.eps as f32);
+        let wd = (1.0 - lr * c.weight_decay) as f32;
+        let update = |(slot, g): (&mut Slot, Vec<f32>)| -> Result<()> {
             if g.is_empty() {
-                continue;
+                return Ok(());
             }
             let mut theta = slot.var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
-            let decay = if slot.decay {
-                1.0 - lr * c.weight_decay
-            } else {
-                1.0
-            };
-            let (b1, b2, s) = (c.beta1 as f32, c.beta2 as f32, scale as f32);
-            let (step_size, rb2, eps) =
-                ((lr / bc1) as f32, (1.0 / bc2.sqrt()) as f32, c.eps as f32);
+            let decay = if slot.decay { wd } else { 1.0 };
             for (((p, m), v), &g) in theta.iter_mut().zip(&mut slot.m).zip(&mut slot.v).zip(&g) {
                 let g = g * s;
                 *m = b1 * *m + (1.0 - b1) * g;
                 *v = b2 * *v + (1.0 - b2) * g * g;
-                *p = *p * decay as f32 - step_size * *m / ((*v).sqrt() * rb2 + eps);
+                *p = *p * decay - step_size * *m / ((*v).sqrt() * rb2 + eps);
             }
             let shape = slot.var.shape().clone();
             slot.var
                 .set(&Tensor::from_vec(theta, shape, slot.var.device())?)?;
-        }
+            Ok(())
+        };
+        self.slots.par_iter_mut().zip(flat).try_for_each(update)?;
         Ok(StepStats { grad_norm, lr })
     }
 
