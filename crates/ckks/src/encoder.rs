@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use num_complex::Complex64;
 use psf_math::{Repr, RnsPoly};
 use psf_rlwe::{MetaData, Plaintext, Scale};
+use rayon::prelude::*;
 
 use crate::encoding::SpecialFft;
 use crate::{CkksError, CkksParameters, Result};
@@ -116,17 +117,21 @@ impl Encoder {
             ints.push(scaled_integer(c, scale)?);
         }
         let mut poly = RnsPoly::zero(ring.n(), level + 1, Repr::Coeff);
-        for i in 0..=level {
-            let m = q.modulus(i);
-            let small = ints.iter().all(|x| x.unsigned_abs() < 1 << 63);
-            for (d, &x) in poly.limb_mut(i).iter_mut().zip(&ints) {
-                *d = if small {
-                    m.from_i64(x as i64)
-                } else {
-                    m.from_i128(x)
-                };
-            }
-        }
+        let small = ints.iter().all(|x| x.unsigned_abs() < 1 << 62);
+        let n = ring.n();
+        poly.data_mut()
+            .par_chunks_exact_mut(n)
+            .enumerate()
+            .for_each(|(i, limb)| {
+                let m = q.modulus(i);
+                for (d, &x) in limb.iter_mut().zip(&ints) {
+                    *d = if small {
+                        m.from_i64(x as i64)
+                    } else {
+                        m.from_i128(x)
+                    };
+                }
+            });
         q.ntt(&mut poly);
         Ok(Plaintext::new(ring, poly, MetaData { scale, log_slots })?)
     }

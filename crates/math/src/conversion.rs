@@ -212,6 +212,12 @@ impl CrtReconstructor {
     /// the first `poly.limbs()` primes of the basis, as `f64`.
     pub fn centered_f64(&self, poly: &RnsPoly, c: usize) -> f64 {
         let k = poly.limbs();
+        // Fast path: a value below q_0/2 in magnitude (the common case when decoding) is
+        // its centered residue modulo q_0; check it against every other residue (O(k)).
+        let x0 = self.basis.modulus(0).center(poly.limb(0)[c]);
+        if (1..k).all(|i| self.basis.modulus(i).from_i64(x0) == poly.limb(i)[c]) {
+            return x0 as f64;
+        }
         let mut digits = [0i64; 64];
         assert!(k <= 64 && k <= self.basis.len());
         let mut value = 0.0f64;
