@@ -48,3 +48,18 @@ pub fn perplexity(
         tokens,
     })
 }
+
+/// Perplexity of `model` on raw `text`, tokenized with `tokenizer` (e.g. a checkpoint's
+/// `tokenizer.json`); see [`perplexity`] for the windowing.
+pub fn perplexity_of_text(
+    model: &Model,
+    tokenizer: &tokenizers::Tokenizer,
+    text: &str,
+    seq_len: usize,
+    batch: usize,
+    max_windows: Option<usize>,
+    dev: &Device,
+) -> Result<Perplexity> {
+    let stream = TokenStream::new(crate::data::tokenizer::encode(tokenizer, text)?);
+    perplexity(model, &stream, seq_len, batch, max_windows, dev)
+}

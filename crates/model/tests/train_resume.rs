@@ -95,6 +95,11 @@ fn resumed_run_matches_uninterrupted_run() {
         model.forward(&ids, None).unwrap().dims(),
         &[1, 4, cfg.vocab_size]
     );
+    let tk = psf_model::data::tokenizer::load(&root.join("a/tokenizer.json")).unwrap();
+    let text = "line 7: the quick brown fox jumps over the lazy dog 0.\n".repeat(20);
+    let p = psf_model::eval::perplexity_of_text(&model, &tk, &text, 16, 4, None, &Device::Cpu);
+    let p = p.unwrap();
+    assert!(p.tokens > 0 && p.ppl.is_finite() && p.ppl < 300.0, "{p:?}");
 
     // A different configuration refuses to resume from that checkpoint.
     let mut other = config(root, "a", 8);
