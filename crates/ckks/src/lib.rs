@@ -6,6 +6,11 @@
 
 mod counts;
 mod encoder;
+// The README's Rust example runs as a doctest of this crate.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 pub mod encoding;
 mod error;
 mod evaluator;
