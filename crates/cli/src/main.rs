@@ -6,6 +6,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod anchor;
 mod bench_ckks;
 mod demo;
+mod keys_cmd;
 mod timing;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,12 @@ enum Command {
     Bench(BenchCommand),
     /// Lists the named CKKS parameter sets with their security and sizes.
     Params,
+    /// Generates a key set (secret, public, evaluation keys) into a directory.
+    Keygen(keys_cmd::KeygenArgs),
+    /// Encrypts real values with a key directory's public key.
+    Encrypt(keys_cmd::EncryptArgs),
+    /// Decrypts a ciphertext with a key directory's secret key.
+    Decrypt(keys_cmd::DecryptArgs),
 }
 
 #[derive(Subcommand)]
@@ -43,5 +50,8 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(&args),
         Command::Bench(BenchCommand::Ckks(args)) => bench_ckks::run(&args),
         Command::Params => demo::list_params(),
+        Command::Keygen(args) => keys_cmd::keygen(&args),
+        Command::Encrypt(args) => keys_cmd::encrypt(&args),
+        Command::Decrypt(args) => keys_cmd::decrypt(&args),
     }
 }
