@@ -39,12 +39,26 @@ pub(crate) enum CausalKind {
     },
 }
 
+/// `x^p` by repeated squaring, inlined (`f32::powi` is an out-of-line call per element).
+#[inline(always)]
+fn ipow(x: f32, p: i32) -> f32 {
+    let (mut r, mut b, mut e) = (1f32, x, p);
+    while e > 0 {
+        if e & 1 == 1 {
+            r *= b;
+        }
+        b *= b;
+        e >>= 1;
+    }
+    r
+}
+
 /// Per-row statistics of the power form: `c` and the scaled denominator `Dn`.
 fn power_stats(row: &[f32], p: i32, eps_i: f32, delta: f32) -> (f32, f32) {
     let c = row.iter().fold(0f32, |m, &s| m.max(s.abs())) + delta;
     let inv_c = 1.0 / c;
-    let z: f32 = row.iter().map(|&s| (s * inv_c).powi(p)).sum();
-    (c, z + eps_i * inv_c.powi(p))
+    let z: f32 = row.iter().map(|&s| ipow(s * inv_c, p)).sum();
+    (c, z + eps_i * ipow(inv_c, p))
 }
 
 /// Normalizes causal scores `(.., T, T)` (the mask is implied: key `j > i` gets weight 0).
@@ -109,7 +123,7 @@ fn forward_row(kind: CausalKind, s: &[f32], y: &mut [f32]) {
             let (c, dn) = power_stats(s, p, eps_i, delta);
             let (inv_c, inv_dn) = (1.0 / c, 1.0 / dn);
             for (d, &v) in y.iter_mut().zip(s) {
-                *d = (v * inv_c).powi(p) * inv_dn;
+                *d = ipow(v * inv_c, p) * inv_dn;
             }
         }
     }
@@ -173,7 +187,7 @@ fn backward_row(kind: CausalKind, s: &[f32], y: &[f32], g: &[f32], d: &mut [f32]
             let (c, dn) = power_stats(s, p, eps_i, delta);
             let (inv_c, scale) = (1.0 / c, p as f32 / (c * dn));
             for ((d, &s), &g) in d.iter_mut().zip(s).zip(g) {
-                *d = scale * (s * inv_c).powi(p - 1) * (g - dot);
+                *d = scale * ipow(s * inv_c, p - 1) * (g - dot);
             }
         }
     }
