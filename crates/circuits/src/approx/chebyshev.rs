@@ -42,6 +42,22 @@ impl Chebyshev {
         Self { a, b, coeffs }
     }
 
+    /// The polynomial with monomial coefficients `coeffs` (`x^0, x^1, ...`, in the variable `x`
+    /// of `[a, b]`), converted to the Chebyshev basis of `[a, b]` (exact interpolation).
+    pub fn from_monomial(coeffs: &[f64], a: f64, b: f64) -> Self {
+        let horner = |x: f64| coeffs.iter().rev().fold(0.0, |acc, &c| acc * x + c);
+        let mut p = Self::interpolate(horner, a, b, coeffs.len().saturating_sub(1));
+        // Interpolation of a polynomial of degree <= d at d + 1 nodes is exact up to rounding:
+        // clear the rounding noise of coefficients that vanish by parity.
+        let scale = p.coeffs.iter().fold(0.0f64, |m, c| m.max(c.abs()));
+        for c in &mut p.coeffs {
+            if c.abs() < 1e-15 * scale {
+                *c = 0.0;
+            }
+        }
+        p
+    }
+
     /// Degree (number of coefficients minus one).
     pub fn degree(&self) -> usize {
         self.coeffs.len().saturating_sub(1)
@@ -78,5 +94,8 @@ mod tests {
         }
         let lin = Chebyshev::interpolate(|x| 3.0 * x - 1.0, 0.0, 4.0, 1);
         assert!((lin.eval(2.5) - 6.5).abs() < 1e-12);
+        let cubic = Chebyshev::from_monomial(&[1.0, -2.0, 0.0, 0.5], -3.0, 2.0);
+        assert_eq!(cubic.degree(), 3);
+        assert!((cubic.eval(1.5) - (1.0 - 3.0 + 0.5 * 3.375)).abs() < 1e-12);
     }
 }

@@ -1,6 +1,16 @@
-//! Polynomial approximation in `f64`: Chebyshev interpolation (and, in sibling modules,
-//! minimax fitting, error reports and the functions psformer needs).
+//! Polynomial approximation in `f64`: Chebyshev interpolation, minimax (Remez) fitting, error
+//! reports on dense grids, and the functions psformer needs (GELU, SiLU, `1/x`, `1/sqrt(x)`,
+//! `sign` and `ReLU` by composite polynomials). Every approximation states its interval,
+//! degree and measured error ([`ErrorReport`]).
 
 mod chebyshev;
+mod error;
+mod functions;
+mod remez;
+mod sign;
 
 pub use chebyshev::Chebyshev;
+pub use error::{DEFAULT_GRID, ErrorReport};
+pub use functions::{Approximation, erf, gelu, gelu_exact, inv_sqrt, reciprocal, silu, silu_exact};
+pub use remez::{ErrorWeight, Minimax, RemezOptions, remez};
+pub use sign::{CompositeRelu, CompositeSign, cheon_f, minimax_sign_stage};
