@@ -6,7 +6,11 @@ pub mod approx;
 mod backend;
 mod circuit;
 mod error;
+pub mod poly_eval;
+pub mod sim;
 
 pub use backend::{Backend, HeBackend};
 pub use circuit::{Circuit, rotation_galois_elements};
 pub use error::{CircuitError, Result};
+pub use poly_eval::PolyEval;
+pub use sim::{NoiseModel, SimBackend, SimCiphertext, SimPlaintext};
