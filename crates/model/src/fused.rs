@@ -396,3 +396,79 @@ impl CustomOp2 for GeluGrad {
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Rotary position embedding
+
+/// Rotates the first `cos.len() / max_len` dimensions of each head of `x` `(B, H, T, D)` by
+/// the angles of positions `0..T` (Hugging Face rotate-half convention). `cos`, `sin`:
+/// `(max_len, R)` tables, row-major.
+pub(crate) fn rope(
+    x: &Tensor,
+    cos: &std::sync::Arc<Vec<f32>>,
+    sin: &std::sync::Arc<Vec<f32>>,
+    r: usize,
+) -> Result<Tensor> {
+    let op = Rope {
+        cos: cos.clone(),
+        sin: sin.clone(),
+        r,
+        inverse: false,
+    };
+    Ok(x.contiguous()?.apply_op1(op)?)
+}
+
+struct Rope {
+    cos: std::sync::Arc<Vec<f32>>,
+    sin: std::sync::Arc<Vec<f32>>,
+    r: usize,
+    /// Rotate by minus the angle (the backward pass).
+    inverse: bool,
+}
+
+impl CustomOp1 for Rope {
+    fn name(&self) -> &'static str {
+        "rope"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = f32s(s, l)?;
+        let (_, _, t, d) = l.shape().dims4()?;
+        if t * self.r > self.cos.len() {
+            candle_core::bail!("rope: {t} positions exceed the table");
+        }
+        let (r, half) = (self.r, self.r / 2);
+        let sign = if self.inverse { -1.0 } else { 1.0 };
+        let mut out = x.to_vec();
+        out.par_chunks_mut(t * d).for_each(|head| {
+            for (pos, v) in head.chunks_mut(d).enumerate() {
+                let (cos, sin) = (
+                    &self.cos[pos * r..pos * r + r],
+                    &self.sin[pos * r..pos * r + r],
+                );
+                for k in 0..half {
+                    let (a, b) = (v[k], v[k + half]);
+                    // [a, b] -> [a cos - b sin, b cos + a sin]; cos/sin repeat over the halves.
+                    v[k] = a * cos[k] - sign * b * sin[k];
+                    v[k + half] = b * cos[k + half] + sign * a * sin[k + half];
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let inverse = Rope {
+            cos: self.cos.clone(),
+            sin: self.sin.clone(),
+            r: self.r,
+            inverse: !self.inverse,
+        };
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&inverse)?))
+    }
+}

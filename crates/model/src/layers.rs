@@ -159,7 +159,8 @@ pub fn attend(
     let (b, h, t, d) = q.dims4()?;
     let kv_heads = k.dim(1)?;
     let (k, v) = (repeat_kv(k, h / kv_heads)?, repeat_kv(v, h / kv_heads)?);
-    let scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?; // (B, H, T, T)
+    let q = (q * (1.0 / (d as f64).sqrt()))?; // scaling q is half the work of scaling scores
+    let scores = q.matmul(&k.t()?)?; // (B, H, T, T)
     let weights = norm.forward(&scores, mask, layer, rec)?;
     let y = weights.matmul(&v)?; // (B, H, T, D)
     Ok(y.transpose(1, 2)?.reshape((b, t, h * d))?)

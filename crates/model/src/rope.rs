@@ -2,9 +2,12 @@
 //! only the first `rotary_dim` dimensions of each head (GPT-NeoX partial rotary). Composed
 //! ops only: candle's fused rotary kernels drop gradients.
 
-use candle_core::{D, Device, Tensor};
+use std::sync::Arc;
+
+use candle_core::{D, DType, Device, Tensor};
 
 use crate::error::Result;
+use crate::fused;
 
 /// Cosine and sine tables for positions `0..max_len`.
 #[derive(Debug, Clone)]
@@ -13,6 +16,9 @@ pub struct Rope {
     cos: Tensor,
     /// `(max_len, rotary_dim)`.
     sin: Tensor,
+    /// The same tables as plain vectors, for the fused kernel.
+    cos_vec: Arc<Vec<f32>>,
+    sin_vec: Arc<Vec<f32>>,
     rotary_dim: usize,
 }
 
@@ -36,14 +42,28 @@ impl Rope {
             }
         }
         Ok(Rope {
-            cos: Tensor::from_vec(cos, (max_len, rotary_dim), device)?,
-            sin: Tensor::from_vec(sin, (max_len, rotary_dim), device)?,
+            cos: Tensor::from_slice(&cos, (max_len, rotary_dim), device)?,
+            sin: Tensor::from_slice(&sin, (max_len, rotary_dim), device)?,
+            cos_vec: Arc::new(cos),
+            sin_vec: Arc::new(sin),
             rotary_dim,
         })
     }
 
-    /// Rotates `x` `(B, H, T, D)` at positions `0..T`.
+    /// Rotates `x` `(B, H, T, D)` at positions `0..T`: one fused kernel with its backward
+    /// (the inverse rotation) for f32 on the CPU, else [`Rope::apply_composed`].
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        if self.rotary_dim == 0 {
+            return Ok(x.clone());
+        }
+        if x.dtype() == DType::F32 && x.device().is_cpu() {
+            return fused::rope(x, &self.cos_vec, &self.sin_vec, self.rotary_dim);
+        }
+        self.apply_composed(x)
+    }
+
+    /// The reference computation from composed candle ops.
+    pub fn apply_composed(&self, x: &Tensor) -> Result<Tensor> {
         let (_, _, t, d) = x.dims4()?;
         if self.rotary_dim == 0 {
             return Ok(x.clone());
@@ -71,6 +91,32 @@ fn rotate_half(x: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fused_matches_composed_with_gradients() {
+        let dev = Device::Cpu;
+        let rope = Rope::new(6, 500.0, 16, &dev).unwrap();
+        let data: Vec<f32> = (0..2 * 3 * 9 * 10)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 3.0)
+            .collect();
+        let x = candle_core::Var::from_vec(data, (2, 3, 9, 10), &dev).unwrap();
+        let probe = x.as_tensor().sin().unwrap();
+        let a = rope.apply(x.as_tensor()).unwrap();
+        let b = rope.apply_composed(x.as_tensor()).unwrap();
+        let diff = |a: &Tensor, b: &Tensor| {
+            let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
+            d.max(0).unwrap().to_scalar::<f32>().unwrap()
+        };
+        assert!(diff(&a, &b) < 1e-6);
+        let ga = (a * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let gb = (b * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(
+            diff(
+                ga.get(x.as_tensor()).unwrap(),
+                gb.get(x.as_tensor()).unwrap()
+            ) < 1e-5
+        );
+    }
 
     #[test]
     fn rotation_preserves_pair_norms_and_position_zero() {
