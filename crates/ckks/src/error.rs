@@ -35,6 +35,9 @@ pub enum CkksError {
     /// A key the operation needs was not given to the evaluator.
     #[error("missing key: {0}")]
     MissingKey(String),
+    /// Invalid arguments to an operation (e.g. inconsistent terms of a product).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
     /// Malformed serialized data.
     #[error("decoding failed: {0}")]
     Decode(#[from] crate::serialization::DecodeError),

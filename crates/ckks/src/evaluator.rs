@@ -54,6 +54,11 @@ impl Evaluator {
         &self.keys
     }
 
+    /// The key switcher (for the double-hoisted products of [`crate::hoisted`]).
+    pub(crate) fn switcher(&self) -> &KeySwitcher {
+        &self.switcher
+    }
+
     /// Counts of the primitives executed so far.
     pub fn counter(&self) -> &OpCounter {
         &self.counter
