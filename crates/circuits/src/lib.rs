@@ -4,6 +4,7 @@
 
 pub mod approx;
 mod backend;
+pub mod bootstrap;
 mod circuit;
 mod error;
 pub mod poly_eval;

@@ -1,0 +1,4 @@
+//! CKKS bootstrapping: `ScaleDown -> ModRaise -> CoeffsToSlots -> EvalMod -> SlotsToCoeffs`,
+//! with sparse-secret encapsulation.
+
+pub mod dft;
