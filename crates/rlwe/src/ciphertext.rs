@@ -176,4 +176,37 @@ impl Ciphertext {
             p.truncate(level + 1);
         }
     }
+
+    /// ModRaise: a level-0 ciphertext (modulo `q_0`) re-expressed at `level` of `to` (same
+    /// ring degree) by lifting every coefficient to its centered representative in
+    /// `(-q_0/2, q_0/2]`. It decrypts (under the same secret) to `m + q_0 I` with `I` a small
+    /// integer polynomial, as bootstrapping needs; with `to`'s first prime equal to `q_0` and
+    /// `level = 0` it only changes the parameter set.
+    pub fn mod_raise(&self, to: &Arc<Parameters>, level: usize) -> Result<Ciphertext> {
+        to.check_level(level)?;
+        if self.level() != 0 || to.n() != self.params.n() {
+            return Err(RlweError::Malformed {
+                reason: format!(
+                    "ModRaise needs a level-0 ciphertext of the same degree (level {}, N {} -> {})",
+                    self.level(),
+                    self.params.n(),
+                    to.n()
+                ),
+            });
+        }
+        let (plan, m) = (self.params.q().plan(0), self.params.q().modulus(0));
+        let polys = self
+            .polys
+            .iter()
+            .map(|c| {
+                let mut coeffs = c.limb(0).to_vec();
+                plan.inverse(&mut coeffs);
+                let centered: Vec<i64> = coeffs.iter().map(|&x| m.center(x)).collect();
+                let mut p = RnsPoly::from_signed(&centered, to.q(), level + 1);
+                to.q().ntt(&mut p);
+                p
+            })
+            .collect();
+        Ok(Ciphertext::from_parts(to, polys, self.meta))
+    }
 }

@@ -47,6 +47,21 @@ impl KeySwitcher {
         Ok(keyswitch::switch(self.params.ks(), c, key))
     }
 
+    /// Re-encrypts a degree-1 `ct` from the key's input secret `s_in` to its output secret
+    /// `s`: `(c_0 + d_0, d_1)` with `d_0 + d_1 s ~= c_1 s_in` (e.g. between a dense and a
+    /// sparse secret in bootstrapping).
+    pub fn switch_key(&self, ct: &Ciphertext, key: &SwitchingKey) -> Result<Ciphertext> {
+        self.params.check_same(ct.params())?;
+        if ct.degree() != 1 {
+            return Err(RlweError::Malformed {
+                reason: format!("key switching needs degree 1, got {}", ct.degree()),
+            });
+        }
+        let (mut d0, d1) = self.switch(&ct.polys[1], key)?;
+        self.params.q().add_assign(&mut d0, &ct.polys[0]);
+        Ok(Ciphertext::from_parts(&self.params, vec![d0, d1], ct.meta))
+    }
+
     /// The hoistable part of key switching: decomposition and ModUp of `c`.
     pub fn decompose(&self, c: &RnsPoly) -> Decomposition {
         keyswitch::decompose(self.params.ks(), c)

@@ -162,6 +162,25 @@ impl KeyGenerator {
         sk
     }
 
+    /// The same small secret as `sk` (which may belong to other parameters of the same ring
+    /// degree) over this generator's parameters: for key switching between parameter sets,
+    /// e.g. the dense-to-sparse key of sparse-secret encapsulation.
+    ///
+    /// # Panics
+    /// If the ring degrees differ.
+    pub fn secret_from_key(&self, sk: &SecretKey) -> SecretKey {
+        assert_eq!(sk.params.n(), self.params.n(), "ring degrees differ");
+        let q = sk.params.q();
+        let mut limb = sk.s.limb(0).to_vec();
+        q.plan(0).inverse(&mut limb);
+        let m = q.modulus(0);
+        let mut coeffs: Vec<i64> = limb.iter().map(|&x| m.center(x)).collect();
+        limb.zeroize();
+        let out = self.secret_from_coeffs(&coeffs);
+        coeffs.zeroize();
+        out
+    }
+
     /// A secret key from explicit small coefficients.
     pub fn secret_from_coeffs(&self, coeffs: &[i64]) -> SecretKey {
         let qp = self.params.qp();
