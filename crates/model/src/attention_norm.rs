@@ -145,10 +145,11 @@ impl AttentionNorm {
         layer: usize,
         rec: Option<&mut RangeRecorder>,
     ) -> Result<Tensor> {
-        if rec.is_none() && scores.dtype() == DType::F32 {
-            if let Some(kind) = self.fused_kind() {
-                return fused::causal_norm(scores, kind);
-            }
+        if rec.is_none()
+            && scores.dtype() == DType::F32
+            && let Some(kind) = self.fused_kind()
+        {
+            return fused::causal_norm(scores, kind);
         }
         self.forward_composed(scores, mask, layer, rec)
     }
