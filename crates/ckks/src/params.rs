@@ -96,28 +96,35 @@ fn literal(
 pub mod sets {
     use super::*;
 
-    /// The OpenFHE anchor's leveled set at N=2^16: depth 20 (a 60-bit base prime, twenty 50-bit
-    /// scaling primes), 50-bit scale, three key-switching digits of seven primes, P = 7 x 61 bits.
-    /// log QP = 1487 <= 1772 (128-bit).
+    /// The OpenFHE anchor's leveled chain at N=2^16: depth 20 (a 60-bit base prime, twenty
+    /// 50-bit scaling primes), 50-bit scale; key switching with three digits of seven primes
+    /// and P = 8 x 50 bits (below 2^52, so base conversion and NTTs take the AVX-512 IFMA paths).
+    /// log QP = 1460 <= 1772 (128-bit).
     pub fn n16_depth20_128bit() -> CkksParametersLiteral {
-        literal(
-            "N16_QP1487_DEPTH20_128BIT",
-            16,
-            anchor_q(20),
-            vec![61; 7],
-            50,
+        with_digits(
+            literal(
+                "N16_QP1460_DEPTH20_128BIT",
+                16,
+                anchor_q(20),
+                vec![50; 8],
+                50,
+            ),
+            7,
         )
     }
 
-    /// N=2^15, depth 11 (as the OpenFHE anchor at 2^15): 60 + 11 x 50 bits, P = 4 x 61 bits
-    /// (three digits of four primes). log QP = 854 <= 881 (128-bit).
+    /// N=2^15, depth 11 (as the OpenFHE anchor at 2^15): 60 + 11 x 50 bits, three digits of
+    /// four primes, P = 5 x 50 bits. log QP = 860 <= 881 (128-bit).
     pub fn n15_depth11_128bit() -> CkksParametersLiteral {
-        literal(
-            "N15_QP854_DEPTH11_128BIT",
-            15,
-            anchor_q(11),
-            vec![61; 4],
-            50,
+        with_digits(
+            literal(
+                "N15_QP860_DEPTH11_128BIT",
+                15,
+                anchor_q(11),
+                vec![50; 5],
+                50,
+            ),
+            4,
         )
     }
 
@@ -144,6 +151,11 @@ pub mod sets {
     /// Toy set for precision tests: N=2^12, 60 + 8 x 50 bits, P = 3 x 61 bits. NOT SECURE.
     pub fn insecure_n12() -> CkksParametersLiteral {
         literal("INSECURE_N12_TEST", 12, anchor_q(8), vec![61; 3], 50)
+    }
+
+    fn with_digits(mut lit: CkksParametersLiteral, digit_size: usize) -> CkksParametersLiteral {
+        lit.ring.digit_size = Some(digit_size);
+        lit
     }
 
     fn anchor_q(depth: usize) -> Vec<u32> {

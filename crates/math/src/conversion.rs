@@ -3,10 +3,13 @@
 
 use rayon::prelude::*;
 
-use crate::{Modulus, Repr, Result, RnsBasis, RnsPoly};
+use crate::{Modulus, Repr, Result, RnsBasis, RnsPoly, ifma};
 
 /// Coefficients accumulated side by side (independent dependency chains).
 const LANES: usize = 4;
+/// Coefficients per IFMA block (a multiple of 8; `N >= 16` is always a multiple of it or
+/// smaller than it).
+const IFMA_BLOCK: usize = 256;
 /// Products of two values below 2^62 summed before a reduction (keeps sums below 2^128).
 const LAZY_TERMS: usize = 15;
 
@@ -130,37 +133,82 @@ impl BasisConverter {
                 })
                 .collect()
         });
+        let sources_small = (0..k).all(|i| self.from.modulus(i).value() < ifma::IFMA_LIMIT);
+        let use_ifma = ifma::available() && sources_small && k <= ifma::IFMA_MAX_TERMS;
         out.par_iter_mut().enumerate().for_each(|(j, oj)| {
             let m = self.to.modulus(j);
-            let coeffs = &self.hat_mod_to[j];
-            let neg_a = m.neg(self.a_mod_to[j]);
-            // Four coefficients at a time: four independent register-resident 128-bit sums.
-            for (q4, dst) in oj.chunks_exact_mut(LANES).enumerate() {
-                let k = q4 * LANES;
-                let mut acc = [0u128; LANES];
-                for (chunk_idx, chunk) in coeffs.chunks(LAZY_TERMS).enumerate() {
-                    if chunk_idx > 0 {
-                        for a in acc.iter_mut() {
-                            *a = m.reduce_u128_any(*a) as u128;
-                        }
-                    }
-                    for (i, &c) in chunk.iter().enumerate() {
-                        let row = (chunk_idx * LAZY_TERMS + i) * n + k;
-                        let yv: &[u64; LANES] = y[row..row + LANES].try_into().expect("lanes");
-                        for u in 0..LANES {
-                            acc[u] += yv[u] as u128 * c as u128;
-                        }
-                    }
-                }
-                for u in 0..LANES {
-                    let mut r = m.reduce_u128_any(acc[u]);
-                    if let Some(v) = &v {
-                        r = m.add(r, m.mul(v[k + u] % m.value(), neg_a));
-                    }
-                    dst[u] = r;
-                }
+            let fix = v.as_ref().map(|v| (v, m.neg(self.a_mod_to[j])));
+            if use_ifma && m.value() < ifma::IFMA_LIMIT {
+                self.accumulate_ifma(&y, j, oj, fix);
+            } else {
+                self.accumulate_scalar(&y, j, oj, fix);
             }
         });
+    }
+
+    /// `out = sum_i y_i * [A/a_i]_{b_j}` (plus the exact correction) with AVX-512 IFMA.
+    fn accumulate_ifma(&self, y: &[u64], j: usize, oj: &mut [u64], fix: Option<(&Vec<u64>, u64)>) {
+        let m = self.to.modulus(j);
+        let n = self.from.n();
+        let (mut lo, mut hi) = ([0u64; IFMA_BLOCK], [0u64; IFMA_BLOCK]);
+        for (b, dst) in oj.chunks_mut(IFMA_BLOCK).enumerate() {
+            let start = b * IFMA_BLOCK;
+            let len = dst.len();
+            ifma::mac_rows(
+                y,
+                n,
+                start,
+                &self.hat_mod_to[j],
+                &mut lo[..len],
+                &mut hi[..len],
+            );
+            for (kk, d) in dst.iter_mut().enumerate() {
+                let sum = lo[kk] as u128 + ((hi[kk] as u128) << 52);
+                let mut r = m.reduce_u128_any(sum);
+                if let Some((v, neg_a)) = fix {
+                    r = m.add(r, m.mul(v[start + kk] % m.value(), neg_a));
+                }
+                *d = r;
+            }
+        }
+    }
+
+    /// The portable path: four independent register-resident 128-bit sums per step.
+    fn accumulate_scalar(
+        &self,
+        y: &[u64],
+        j: usize,
+        oj: &mut [u64],
+        fix: Option<(&Vec<u64>, u64)>,
+    ) {
+        let m = self.to.modulus(j);
+        let n = self.from.n();
+        let coeffs = &self.hat_mod_to[j];
+        for (q4, dst) in oj.chunks_exact_mut(LANES).enumerate() {
+            let k = q4 * LANES;
+            let mut acc = [0u128; LANES];
+            for (chunk_idx, chunk) in coeffs.chunks(LAZY_TERMS).enumerate() {
+                if chunk_idx > 0 {
+                    for a in acc.iter_mut() {
+                        *a = m.reduce_u128_any(*a) as u128;
+                    }
+                }
+                for (i, &c) in chunk.iter().enumerate() {
+                    let row = (chunk_idx * LAZY_TERMS + i) * n + k;
+                    let yv: &[u64; LANES] = y[row..row + LANES].try_into().expect("lanes");
+                    for u in 0..LANES {
+                        acc[u] += yv[u] as u128 * c as u128;
+                    }
+                }
+            }
+            for u in 0..LANES {
+                let mut r = m.reduce_u128_any(acc[u]);
+                if let Some((v, neg_a)) = fix {
+                    r = m.add(r, m.mul(v[k + u] % m.value(), neg_a));
+                }
+                dst[u] = r;
+            }
+        }
     }
 }
 
@@ -245,5 +293,49 @@ impl CrtReconstructor {
             .into_par_iter()
             .map(|c| self.centered_f64(poly, c))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{PrimeSearch, Sampler, ntt_primes};
+
+    /// The IFMA and scalar accumulations agree bit for bit (where IFMA exists).
+    #[test]
+    fn ifma_and_scalar_paths_agree() {
+        let n = 1 << 10;
+        let a = RnsBasis::new(n, &ntt_primes(50, n, 7, PrimeSearch::Below, &[]).unwrap()).unwrap();
+        let b = RnsBasis::new(
+            n,
+            &ntt_primes(51, n, 5, PrimeSearch::Below, &a.primes()).unwrap(),
+        )
+        .unwrap();
+        let conv = BasisConverter::new(&a, &b).unwrap();
+        let mut s = Sampler::seeded(11);
+        let x = s.uniform_poly(&a, a.len(), Repr::Coeff);
+        let y: Vec<u64> = (0..a.len())
+            .flat_map(|i| {
+                let m = a.modulus(i);
+                let (w, ws) = conv.hat_inv[i];
+                x.limb(i)
+                    .iter()
+                    .map(move |&v| m.mul_shoup(v, w, ws))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let v: Vec<u64> = (0..n).map(|_| s.uniform_below(8)).collect();
+        for j in 0..b.len() {
+            for fix in [None, Some((&v, b.modulus(j).neg(conv.a_mod_to[j])))] {
+                let mut scalar = vec![0u64; n];
+                conv.accumulate_scalar(&y, j, &mut scalar, fix);
+                if ifma::available() {
+                    let mut vector = vec![0u64; n];
+                    conv.accumulate_ifma(&y, j, &mut vector, fix);
+                    assert_eq!(scalar, vector, "target {j}");
+                }
+                assert!(scalar.iter().all(|&r| r < b.modulus(j).value()));
+            }
+        }
     }
 }

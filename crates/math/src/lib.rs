@@ -6,6 +6,7 @@
 
 mod conversion;
 mod error;
+mod ifma;
 mod modulus;
 mod ntt;
 mod poly;
