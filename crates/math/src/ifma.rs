@@ -36,7 +36,10 @@ pub(crate) fn mac_rows(
     hi: &mut [u64],
 ) {
     assert!(
-        available() && coeffs.len() <= IFMA_MAX_TERMS && lo.len().is_multiple_of(8) && lo.len() == hi.len()
+        available()
+            && coeffs.len() <= IFMA_MAX_TERMS
+            && lo.len().is_multiple_of(8)
+            && lo.len() == hi.len()
     );
     assert!(y.len() >= coeffs.len() * n && start + lo.len() <= n);
     #[cfg(target_arch = "x86_64")]
