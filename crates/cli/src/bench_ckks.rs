@@ -170,6 +170,11 @@ fn print_table(rows: &[Row], threads: &[usize]) {
         ));
         rule.push_str("---:|---:|---:|");
     }
+    let speedup = threads.contains(&1) && threads.contains(&2);
+    if speedup {
+        header.push_str(" ours 1T/2T |");
+        rule.push_str("---:|");
+    }
     println!("{header}\n{rule}");
     let mut keys: Vec<(&str, u32)> = Vec::new();
     for r in rows {
@@ -195,6 +200,19 @@ fn print_table(rows: &[Row], threads: &[usize]) {
                     ));
                 }
                 None => line.push_str(" - | - | - |"),
+            }
+        }
+        if speedup {
+            let get = |t: usize| {
+                rows.iter()
+                    .find(|r| r.op == op && r.log_n == log_n && r.threads == t)
+            };
+            match (get(1), get(2)) {
+                (Some(a), Some(b)) => line.push_str(&format!(
+                    " {:.2}x |",
+                    a.timing.median_ms / b.timing.median_ms
+                )),
+                _ => line.push_str(" - |"),
             }
         }
         println!("{line}");
