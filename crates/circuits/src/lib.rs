@@ -7,6 +7,7 @@ mod backend;
 pub mod bootstrap;
 mod circuit;
 mod error;
+pub mod linear;
 pub mod inverse;
 pub mod poly_eval;
 pub mod sim;

@@ -1,0 +1,226 @@
+//! Block-matrix products over several ciphertexts: `y_o = sum_i M_{o,i} x_i`, each block a
+//! [`LinearTransform`], all blocks on one schedule so that each input's baby-step rotations
+//! are computed once (hoisted) for every output, and each output's giant-step rotations once
+//! for every input.
+//!
+//! Counts: per input with a non-zero baby rotation, `Decompose` 1 and `RotateHoisted` per
+//! distinct non-zero baby rotation its blocks use; `PtMul` per diagonal of every block;
+//! per output, `Rotate` per distinct non-zero giant rotation and `Rescale` 1; `Add` to sum.
+
+use std::collections::BTreeMap;
+
+use super::transform::{best_n1, gcd};
+use super::{EncodedTransform, LinearTransform};
+use crate::{Backend, Circuit, CircuitError, Result, rotation_galois_elements};
+
+/// A matrix of `outputs x inputs` blocks (`None`: zero block) over ciphertexts of `slots`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockTransform {
+    blocks: Vec<Vec<Option<LinearTransform>>>,
+    inputs: usize,
+}
+
+impl BlockTransform {
+    /// From blocks `[output][input]`, rescheduled on a common baby-step count and stride.
+    ///
+    /// # Errors
+    /// Ragged or empty block rows, blocks of different slot counts, or an all-zero output row.
+    pub fn new(blocks: Vec<Vec<Option<LinearTransform>>>) -> Result<Self> {
+        let inputs = blocks.first().map_or(0, Vec::len);
+        let all: Vec<&LinearTransform> = blocks.iter().flatten().flatten().collect();
+        let Some(first) = all.first() else {
+            return Err(CircuitError::Invalid("block matrix without blocks".into()));
+        };
+        let slots = first.slots();
+        if inputs == 0
+            || blocks
+                .iter()
+                .any(|r| r.len() != inputs || r.iter().all(Option::is_none))
+            || all.iter().any(|t| t.slots() != slots)
+        {
+            return Err(CircuitError::Invalid(
+                "block rows must be equally long, non-zero, over one slot count".into(),
+            ));
+        }
+        let offsets: Vec<usize> = all
+            .iter()
+            .flat_map(|t| t.diagonals().keys().copied())
+            .collect();
+        let stride = offsets.iter().fold(slots, |g, &r| gcd(g, r));
+        let indices: Vec<usize> = offsets.iter().map(|r| r / stride).collect();
+        let span = indices.iter().max().map_or(1, |&m| m + 1);
+        let n1 = best_n1(&indices, span);
+        let blocks = blocks
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .map(|b| b.map(|t| t.with_schedule(n1, stride)).transpose())
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { blocks, inputs })
+    }
+
+    /// Input ciphertexts.
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    /// Output ciphertexts.
+    pub fn outputs(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// The blocks `[output][input]`.
+    pub fn blocks(&self) -> &[Vec<Option<LinearTransform>>] {
+        &self.blocks
+    }
+
+    /// The cleartext twin on the inputs' slot vectors.
+    pub fn apply_f64(&self, xs: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        self.blocks
+            .iter()
+            .map(|row| {
+                let mut y: Vec<f64> = Vec::new();
+                for (t, x) in row.iter().zip(xs) {
+                    let Some(t) = t else { continue };
+                    let v = t.apply_f64(x);
+                    y.resize(v.len(), 0.0);
+                    y.iter_mut().zip(&v).for_each(|(a, b)| *a += b);
+                }
+                y
+            })
+            .collect()
+    }
+
+    /// Encodes every block at `level`.
+    ///
+    /// # Errors
+    /// As [`LinearTransform::encode`].
+    pub fn encode<B: Backend>(&self, b: &B, level: usize) -> Result<EncodedBlockTransform<B>> {
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|t| t.as_ref().map(|t| t.encode(b, level)).transpose())
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(EncodedBlockTransform { blocks, level })
+    }
+
+    fn all_rotations(&self) -> Vec<i64> {
+        let mut r: Vec<i64> = self
+            .blocks
+            .iter()
+            .flatten()
+            .flatten()
+            .flat_map(|t| t.plan().rotations())
+            .collect();
+        r.sort_unstable();
+        r.dedup();
+        r
+    }
+}
+
+impl Circuit for BlockTransform {
+    fn depth(&self) -> usize {
+        1
+    }
+
+    fn galois_elements(&self, log_n: u32) -> Vec<usize> {
+        rotation_galois_elements(self.all_rotations(), log_n)
+    }
+
+    fn needs_relinearization_key(&self) -> bool {
+        false
+    }
+}
+
+/// A [`BlockTransform`] with encoded blocks.
+pub struct EncodedBlockTransform<B: Backend> {
+    blocks: Vec<Vec<Option<EncodedTransform<B>>>>,
+    level: usize,
+}
+
+impl<B: Backend> EncodedBlockTransform<B> {
+    /// `y_o = sum_i M_{o,i} x_i` for every output, rescaled (level `level - 1`, each output at
+    /// the first input's scale; all inputs must share one scale).
+    ///
+    /// # Errors
+    /// A wrong number of inputs, an input below the encoding level, or a backend error.
+    pub fn apply(&self, b: &B, xs: &[B::Ct]) -> Result<Vec<B::Ct>> {
+        let inputs = self.blocks.first().map_or(0, Vec::len);
+        if xs.len() != inputs {
+            return Err(CircuitError::Invalid(format!(
+                "{} inputs, expected {inputs}",
+                xs.len()
+            )));
+        }
+        let scale = b.scale(&xs[0]);
+        let rotated = (0..inputs)
+            .map(|i| self.baby_steps(b, &xs[i], i))
+            .collect::<Result<Vec<_>>>()?;
+        self.blocks
+            .iter()
+            .map(|row| {
+                let mut giants: BTreeMap<i64, B::Ct> = BTreeMap::new();
+                for (i, enc) in row.iter().enumerate() {
+                    let Some(enc) = enc else { continue };
+                    let plan = enc.transform().plan();
+                    for ((g, terms), pts) in plan.giant.iter().zip(&enc.diagonals) {
+                        for (&(bi, _), pt) in terms.iter().zip(pts) {
+                            let prod = b.mul_plain(&rotated[i][&plan.baby[bi]], pt)?;
+                            let acc = match giants.remove(g) {
+                                None => prod,
+                                Some(acc) => b.add(&acc, &prod)?,
+                            };
+                            giants.insert(*g, acc);
+                        }
+                    }
+                }
+                let mut total: Option<B::Ct> = None;
+                for (g, inner) in giants {
+                    let inner = if g != 0 { b.rotate(&inner, g)? } else { inner };
+                    total = Some(match total {
+                        None => inner,
+                        Some(acc) => b.add(&acc, &inner)?,
+                    });
+                }
+                let total = total.ok_or_else(|| CircuitError::Invalid("zero output".into()))?;
+                Ok(b.with_scale(&b.rescale(&total)?, scale))
+            })
+            .collect()
+    }
+
+    /// The baby-step rotations of input `i` used by any block of column `i`, by rotation.
+    fn baby_steps(&self, b: &B, x: &B::Ct, i: usize) -> Result<BTreeMap<i64, B::Ct>> {
+        let x = match b.level(x) {
+            l if l == self.level => x.clone(),
+            l if l > self.level => b.drop_to_level(x, self.level)?,
+            l => {
+                return Err(CircuitError::NotEnoughLevels {
+                    needed: self.level,
+                    level: l,
+                });
+            }
+        };
+        let mut rots: Vec<i64> = self
+            .blocks
+            .iter()
+            .filter_map(|row| row[i].as_ref())
+            .flat_map(|enc| enc.transform().plan().baby_rotations())
+            .collect();
+        rots.sort_unstable();
+        rots.dedup();
+        let mut out = BTreeMap::new();
+        if !rots.is_empty() {
+            for (k, ct) in rots.iter().zip(b.rotate_hoisted(&x, &rots)?) {
+                out.insert(*k, ct);
+            }
+        }
+        out.insert(0, x);
+        Ok(out)
+    }
+}
