@@ -89,7 +89,7 @@ fn mod_raise_adds_a_small_multiple_of_q0() {
         max_i = max_i.max(i.abs());
     }
     // |I| <= (||s||_1 + 1) / 2 <= (N + 1) / 2, and far smaller in practice.
-    assert!(max_i >= 1.0 && max_i < 64.0, "max |I| = {max_i}");
+    assert!((1.0..64.0).contains(&max_i), "max |I| = {max_i}");
     assert!(ct.mod_raise(&main, 9).is_err());
     assert!(raised.mod_raise(&main, 1).is_err());
 }
