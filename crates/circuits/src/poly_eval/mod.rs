@@ -4,8 +4,9 @@
 //!
 //! A polynomial `p` of degree `d` on `[a, b]` consumes `ceil(log2(d + 1))` levels, plus one for
 //! the map `t = (2x - a - b) / (b - a)` unless `2 / (b - a)` is a positive integer (then
-//! `t = k x + beta` costs no level; `[-1, 1]` is the identity). A level-free map for other
-//! intervals is impossible without the scale of `T_i` growing like `(b - a)^i / 2^i`.
+//! `t = k x + beta` costs no level; `[-1, 1]` is the identity). Folding the map into the scale
+//! instead (re-labelling `x`'s scale) would make the scale of `T_i` grow like `((b - a)/2)^i`,
+//! so other intervals pay the level.
 //!
 //! The evaluation recurses on `p = q T_n + r` (`n` the largest power of two `<= deg p`) down to
 //! "leaves" of degree `< 2^l` (the baby steps `T_1 .. T_{2^l}`), which are linear combinations
