@@ -7,8 +7,8 @@ mod backend;
 pub mod bootstrap;
 mod circuit;
 mod error;
-pub mod linear;
 pub mod inverse;
+pub mod linear;
 pub mod poly_eval;
 pub mod sim;
 
