@@ -184,15 +184,44 @@ mod tests {
         Decryptor, Encoder, Encryptor, EvaluationKeys, KeyGenerator, PrecisionStats, sets,
     };
 
-    /// The double-hoisted product equals the plain one (rotate, multiply, add) in value and in
-    /// the primitive counts it records.
+    const BABY: [i64; 4] = [0, 1, 2, 3];
+    const GIANT: [i64; 3] = [0, 4, 8];
+    /// Term `t` sits in giant step `t / 4` with baby step `t % 4` (the last step has two).
+    const TERMS: usize = 10;
+
+    /// The same product by rotations, plaintext products and additions.
+    fn plain_path(eval: &Evaluator, ct: &Ciphertext, pts: &[Plaintext]) -> Ciphertext {
+        let rotated = eval.rotate_hoisted_new(ct, &BABY[1..]).unwrap();
+        let mut total: Option<Ciphertext> = None;
+        for (j, &r) in GIANT.iter().enumerate() {
+            let mut inner: Option<Ciphertext> = None;
+            for t in (0..TERMS).filter(|t| t / 4 == j) {
+                let src = if t % 4 == 0 { ct } else { &rotated[t % 4 - 1] };
+                let prod = eval.mul_plain_new(src, &pts[t]).unwrap();
+                inner = Some(match inner {
+                    None => prod,
+                    Some(acc) => eval.add_new(&acc, &prod).unwrap(),
+                });
+            }
+            let mut inner = inner.unwrap();
+            if r != 0 {
+                inner = eval.rotate_new(&inner, r).unwrap();
+            }
+            total = Some(match total {
+                None => inner,
+                Some(acc) => eval.add_new(&acc, &inner).unwrap(),
+            });
+        }
+        total.unwrap()
+    }
+
+    /// The double-hoisted product equals the plain one in value and in the primitive counts.
     #[test]
     fn double_hoisted_matches_plain_path() {
         let params = sets::insecure_n10().try_build().unwrap();
-        let (baby, giant_rots) = ([0i64, 1, 2, 3], [0i64, 4, 8]);
         let mut kgen = KeyGenerator::seeded(params.ring(), 5);
         let sk = kgen.gen_secret_key();
-        let rots: Vec<i64> = baby.iter().chain(&giant_rots).copied().collect();
+        let rots: Vec<i64> = BABY.iter().chain(&GIANT).copied().collect();
         let keys = EvaluationKeys::generate(&mut kgen, &sk, &rots, false).unwrap();
         let (enc, eval) = (Encoder::new(&params), Evaluator::new(&params, keys));
         let (slots, log_slots) = (params.max_slots(), params.max_log_slots());
@@ -208,68 +237,35 @@ mod tests {
             .encrypt(&pt)
             .unwrap();
         let pscale = psf_rlwe::Scale(params.ring().q().modulus(level).value() as f64);
-        let pts: Vec<Plaintext> = (0..10)
+        let pts: Vec<Plaintext> = (0..TERMS)
             .map(|j| {
                 let v: Vec<f64> = (0..slots).map(|i| ((i + 3 * j) % 5) as f64 / 4.0).collect();
                 enc.encode(&v, log_slots, level, pscale).unwrap()
             })
             .collect();
-        // Giant step j uses baby steps 0..4 (the last one only 0..2).
-        let layout: Vec<(usize, usize)> = (0..10).map(|t| (t / 4, t % 4)).collect();
         eval.counter().reset();
-        let rotated = eval.rotate_hoisted_new(&ct, &baby[1..]).unwrap();
-        let mut plain: Option<Ciphertext> = None;
-        for (j, &r) in giant_rots.iter().enumerate() {
-            let mut inner: Option<Ciphertext> = None;
-            for (t, &(_, i)) in layout.iter().enumerate().filter(|(_, l)| l.0 == j) {
-                let src = if i == 0 { &ct } else { &rotated[i - 1] };
-                let prod = eval.mul_plain_new(src, &pts[t]).unwrap();
-                inner = Some(match inner {
-                    None => prod,
-                    Some(acc) => eval.add_new(&acc, &prod).unwrap(),
-                });
-            }
-            let mut inner = inner.unwrap();
-            if r != 0 {
-                inner = eval.rotate_new(&inner, r).unwrap();
-            }
-            plain = Some(match plain {
-                None => inner,
-                Some(acc) => eval.add_new(&acc, &inner).unwrap(),
-            });
-        }
+        let plain = plain_path(&eval, &ct, &pts);
         let plain_counts = eval.counter().snapshot();
         let ext: Vec<ExtendedPlaintext> = pts
             .iter()
             .map(|p| eval.extend_plaintext(p).unwrap())
             .collect();
-        let giant: Vec<GiantStep<'_>> = giant_rots
-            .iter()
-            .enumerate()
-            .map(|(j, &rotation)| GiantStep {
-                rotation,
-                terms: layout
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, l)| l.0 == j)
-                    .map(|(t, l)| (l.1, &ext[t]))
+        let giant: Vec<GiantStep<'_>> = (0..GIANT.len())
+            .map(|j| GiantStep {
+                rotation: GIANT[j],
+                terms: (0..TERMS)
+                    .filter(|t| t / 4 == j)
+                    .map(|t| (t % 4, &ext[t]))
                     .collect(),
             })
             .collect();
         eval.counter().reset();
-        let hoisted = eval.bsgs_double_hoisted(&ct, &baby, &giant).unwrap();
+        let hoisted = eval.bsgs_double_hoisted(&ct, &BABY, &giant).unwrap();
         assert_eq!(eval.counter().snapshot(), plain_counts);
-        assert!(
-            hoisted
-                .meta
-                .scale
-                .matches(plain.as_ref().unwrap().meta.scale)
-        );
+        assert!(hoisted.meta.scale.matches(plain.meta.scale));
         let dec = Decryptor::new(&sk);
         let have = enc.decode(&dec.decrypt(&hoisted).unwrap()).unwrap();
-        let want = enc
-            .decode(&dec.decrypt(plain.as_ref().unwrap()).unwrap())
-            .unwrap();
+        let want = enc.decode(&dec.decrypt(&plain).unwrap()).unwrap();
         let stats = PrecisionStats::from_real(&want, &have);
         assert!(stats.min_bits > 25.0, "{stats}");
         // A plaintext at another level is refused.
@@ -279,6 +275,6 @@ mod tests {
             rotation: 0,
             terms: vec![(0, &low)],
         }];
-        assert!(eval.bsgs_double_hoisted(&ct, &baby, &bad).is_err());
+        assert!(eval.bsgs_double_hoisted(&ct, &BABY, &bad).is_err());
     }
 }

@@ -169,6 +169,21 @@ mod tests {
     use crate::{Decryptor, Encryptor, KeyGenerator, ParametersLiteral, Plaintext};
     use psf_math::Sampler;
 
+    fn params() -> std::sync::Arc<crate::Parameters> {
+        let lit = ParametersLiteral {
+            name: "INSECURE_HOISTED_TEST".into(),
+            log_n: 10,
+            log_q: vec![60, 45, 45, 45],
+            log_p: vec![61, 61],
+            q: None,
+            p: None,
+            digit_size: None,
+            secret: Default::default(),
+            sigma: psf_math::DEFAULT_SIGMA,
+        };
+        lit.try_build().unwrap()
+    }
+
     fn small_message(params: &std::sync::Arc<crate::Parameters>, seed: u64) -> RnsPoly {
         let mut s = Sampler::seeded(seed);
         let coeffs: Vec<i64> = (0..params.n())
@@ -190,18 +205,7 @@ mod tests {
     /// message as the plain hoisted rotations (up to key-switching noise).
     #[test]
     fn lazy_paths_match_plain_key_switching() {
-        let lit = ParametersLiteral {
-            name: "INSECURE_HOISTED_TEST".into(),
-            log_n: 10,
-            log_q: vec![60, 45, 45, 45],
-            log_p: vec![61, 61],
-            q: None,
-            p: None,
-            digit_size: None,
-            secret: Default::default(),
-            sigma: psf_math::DEFAULT_SIGMA,
-        };
-        let params = lit.try_build().unwrap();
+        let params = params();
         let mut kgen = KeyGenerator::seeded(&params, 1);
         let sk = kgen.gen_secret_key();
         let (g1, g2) = (5usize, 25usize);
@@ -245,16 +249,25 @@ mod tests {
             .max()
             .unwrap();
         assert!(worst < 1 << 12, "lazy vs plain differ by {worst}");
-        // Exact extension of a plaintext: its P limbs are the residues of the same integers.
+    }
+
+    /// The extension's `P` limbs are the residues of the same (centered) integers.
+    #[test]
+    fn plaintext_extension_is_exact() {
+        let params = params();
+        let sw = KeySwitcher::new(&params);
+        let q = params.q();
+        let m0 = q.modulus(0);
+        let m = small_message(&params, 4);
         let ext = sw.extend_exact(&m).unwrap();
         let mut back = ext.clone();
         sw.extended_basis(q.len() - 1).intt(&mut back);
         let mut mc = m.clone();
         q.intt(&mut mc);
-        let p0 = params.p().modulus(0);
-        for j in 0..8 {
-            let v = m0.center(mc.limb(0)[j]);
-            assert_eq!(back.limb(q.len())[j], p0.from_i64(v));
+        for (k, pk) in (0..params.p().len()).map(|k| (k, params.p().modulus(k))) {
+            for (j, &x) in mc.limb(0).iter().enumerate() {
+                assert_eq!(back.limb(q.len() + k)[j], pk.from_i64(m0.center(x)));
+            }
         }
     }
 }
