@@ -2,10 +2,10 @@
 //! or, on ciphertexts, double hoisted.
 //!
 //! Both paths record the same primitive counts for the same transform (see
-//! [`psf_ckks::GiantStep`]'s module): `DropLevel` 1 if the input is above the encoding level,
-//! `Decompose` 1 and `RotateHoisted` per non-zero baby rotation, `PtMul` per diagonal, `Add`
-//! `diagonals - 1`, `Rotate` per non-zero giant rotation, `Rescale` 1. So the simulator, which
-//! runs the generic path, predicts the double-hoisted path's counts exactly.
+//! [`psf_ckks::Evaluator::bsgs_double_hoisted`]): `DropLevel` 1 if the input is above the
+//! encoding level, `Decompose` 1 and `RotateHoisted` per non-zero baby rotation, `PtMul` per
+//! diagonal, `Add` `diagonals - 1`, `Rotate` per non-zero giant rotation, `Rescale` 1. So the
+//! simulator, which runs the generic path, predicts the double-hoisted path's counts exactly.
 
 use psf_ckks::{Ciphertext, ExtendedPlaintext, GiantStep};
 
