@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::{Arch, ModelConfig, ModelConfigLiteral};
 use crate::error::{Error, Result};
 use crate::llama::Llama;
-use crate::loss::cross_entropy;
+use crate::loss::head_cross_entropy;
 use crate::neox::GptNeox;
 use crate::ranges::RangeRecorder;
 
@@ -110,9 +110,13 @@ impl Model {
         targets: &Tensor,
         rec: Option<&mut RangeRecorder>,
     ) -> Result<Tensor> {
-        let logits = self.forward(ids, rec)?; // (B, T, V)
-        let v = logits.dim(D::Minus1)?;
-        cross_entropy(&logits.reshape(((), v))?, &targets.flatten_all()?)
+        let h = self.hidden(ids, rec)?; // (B, T, C)
+        let head = match self {
+            Model::Neox(m) => m.head(),
+            Model::Llama(m) => m.head(),
+        };
+        let h = h.reshape(((), h.dim(D::Minus1)?))?; // (B*T, C)
+        head_cross_entropy(&h, head.weight(), &targets.flatten_all()?)
     }
 }
 
