@@ -315,3 +315,45 @@ fn interleaved_512_at_n16_simulated() {
         [512, 511, 1]
     );
 }
+
+/// Double-hoisted block products: same values and counts as the plain block path, inputs
+/// above the encoding level dropped first.
+#[test]
+fn block_double_hoisting_matches_plain_blocks() {
+    let layout = Interleaved::new(16, 512).unwrap();
+    let wb = matrix(96, 64, 12, 0.125);
+    let bt = layout.block_transform(&wb).unwrap();
+    assert_eq!((bt.inputs(), bt.outputs()), (2, 3));
+    let c = ctx(sets::insecure_n10(), &[&bt]);
+    let b = c.backend();
+    let level = b.max_level() - 1;
+    let xb = matrix(64, 16, 13, 1.0);
+    let cts: Vec<Ciphertext> = layout.pack(&xb).iter().map(|v| c.encrypt(v)).collect();
+    let plain = bt.encode(&b, level).unwrap();
+    let dh = bt.encode_double_hoisted(&b, level).unwrap();
+    c.eval.counter().reset();
+    let ys = plain.apply(&b, &cts).unwrap();
+    let plain_counts = c.eval.counter().snapshot();
+    c.eval.counter().reset();
+    let zs = dh.apply(&b, &cts).unwrap();
+    assert_eq!(c.eval.counter().snapshot(), plain_counts);
+    assert_eq!(plain_counts.get(Primitive::DropLevel), 2);
+    let want = flat(&matmul(&wb, &xb));
+    for (what, outs) in [
+        ("block 96x64 plain", &ys),
+        ("block 96x64 double hoisted", &zs),
+    ] {
+        let dec: Vec<Vec<f64>> = outs
+            .iter()
+            .map(|ct| {
+                assert_eq!((ct.level(), ct.meta.scale), (level - 1, cts[0].meta.scale));
+                c.enc
+                    .decode(&Decryptor::new(&c.sk).decrypt(ct).unwrap())
+                    .unwrap()
+            })
+            .collect();
+        let stats = PrecisionStats::from_real(&want, &flat(&layout.unpack(&dec, 96)));
+        println!("{what:<34} {stats}");
+        assert!(stats.min_bits >= 24.0, "{what}: {stats}");
+    }
+}

@@ -42,6 +42,24 @@ pub struct GiantStep<'a> {
     pub terms: Vec<(usize, &'a ExtendedPlaintext)>,
 }
 
+/// One input of a block product: a ciphertext and the baby rotations taken of it.
+#[derive(Clone, Copy, Debug)]
+pub struct BabySteps<'a> {
+    /// The input.
+    pub ct: &'a Ciphertext,
+    /// Its baby rotations (0: the input itself).
+    pub rotations: &'a [i64],
+}
+
+/// A giant step of a block product: `(input, index into its baby rotations, plaintext)` terms.
+#[derive(Clone, Debug)]
+pub struct BlockGiantStep<'a> {
+    /// Left rotation of the inner sum (0: none).
+    pub rotation: i64,
+    /// `(input, baby index, plaintext)` terms.
+    pub terms: Vec<(usize, usize, &'a ExtendedPlaintext)>,
+}
+
 impl Evaluator {
     /// Extends `pt` exactly to `Q_l ++ P` (its coefficients are below `Q_l / 2`).
     pub fn extend_plaintext(&self, pt: &Plaintext) -> Result<ExtendedPlaintext> {
@@ -61,20 +79,79 @@ impl Evaluator {
         baby: &[i64],
         giant: &[GiantStep<'_>],
     ) -> Result<Ciphertext> {
-        self.params().ring().check_same(ct.params())?;
-        let level = ct.level();
-        let pt_scale = check_terms(level, baby.len(), giant)?;
-        let rotated = self.baby_steps(ct, baby)?;
+        let input = [BabySteps {
+            ct,
+            rotations: baby,
+        }];
+        let steps: Vec<BlockGiantStep<'_>> = giant
+            .iter()
+            .map(|g| BlockGiantStep {
+                rotation: g.rotation,
+                terms: g.terms.iter().map(|&(i, p)| (0, i, p)).collect(),
+            })
+            .collect();
+        let mut out = self.bsgs_double_hoisted_blocks(&input, &[steps])?;
+        Ok(out.remove(0))
+    }
+
+    /// Block products `y_o = sum_j rot_{r_oj}(sum_(k, i, pt) pt * rot_{baby_k[i]}(x_k))`, double
+    /// hoisted: each input is decomposed once and its baby rotations (kept over `Q_l ++ P`)
+    /// serve every output. All inputs share one level and scale, as do all plaintexts. Counts
+    /// as the plain path: per input `Decompose` 1 and `RotateHoisted` per non-zero baby
+    /// rotation; per output and giant step `PtMul` per term, `Add` for the sums, `Rotate` if
+    /// the rotation is non-zero.
+    pub fn bsgs_double_hoisted_blocks(
+        &self,
+        inputs: &[BabySteps<'_>],
+        outputs: &[Vec<BlockGiantStep<'_>>],
+    ) -> Result<Vec<Ciphertext>> {
+        let first = inputs
+            .first()
+            .ok_or_else(|| CkksError::InvalidArgument("no inputs".into()))?
+            .ct;
+        for x in inputs {
+            self.params().ring().check_same(x.ct.params())?;
+            if x.ct.level() != first.level() || !x.ct.meta.scale.matches(first.meta.scale) {
+                return Err(CkksError::InvalidArgument(
+                    "block inputs at different levels or scales".into(),
+                ));
+            }
+        }
+        let level = first.level();
+        let babies: Vec<usize> = inputs.iter().map(|x| x.rotations.len()).collect();
+        let rotated = inputs
+            .iter()
+            .map(|x| self.baby_steps(x.ct, x.rotations))
+            .collect::<Result<Vec<_>>>()?;
+        outputs
+            .iter()
+            .map(|giant| {
+                let pt_scale = check_terms(level, &babies, giant)?;
+                let total = self.giant_steps(&rotated, giant)?;
+                let mut meta = first.meta;
+                meta.scale = psf_rlwe::Scale(first.meta.scale.0 * pt_scale);
+                Ok(self.switcher().mod_down_extended(total, meta))
+            })
+            .collect()
+    }
+
+    /// `sum_j rot_{r_j}(inner_j)` over `Q_l ++ P` from the extended baby rotations.
+    fn giant_steps(
+        &self,
+        rotated: &[Vec<ExtendedCiphertext>],
+        giant: &[BlockGiantStep<'_>],
+    ) -> Result<ExtendedCiphertext> {
+        let level = rotated[0][0].level;
         let basis = self.switcher().extended_basis(level);
         let mut total: Option<ExtendedCiphertext> = None;
         for step in giant {
-            let Some((&(i0, p0), rest)) = step.terms.split_first() else {
+            let Some((&(k0, i0, p0), rest)) = step.terms.split_first() else {
                 continue;
             };
-            let mut inner = mul_extended(basis, &rotated[i0], p0);
-            for &(i, p) in rest {
-                basis.mul_add_assign(&mut inner.c0, &rotated[i].c0, &p.poly);
-                basis.mul_add_assign(&mut inner.c1, &rotated[i].c1, &p.poly);
+            let mut inner = mul_extended(basis, &rotated[k0][i0], p0);
+            for &(k, i, p) in rest {
+                basis.mul_add_assign(&mut inner.c0, &rotated[k][i].c0, &p.poly);
+                basis.mul_add_assign(&mut inner.c1, &rotated[k][i].c1, &p.poly);
             }
             self.counter()
                 .record_n(Primitive::PtMul, step.terms.len() as u64);
@@ -95,10 +172,7 @@ impl Evaluator {
                 }
             });
         }
-        let total = total.ok_or_else(|| CkksError::InvalidArgument("no terms".into()))?;
-        let mut meta = ct.meta;
-        meta.scale = psf_rlwe::Scale(ct.meta.scale.0 * pt_scale);
-        Ok(self.switcher().mod_down_extended(total, meta))
+        total.ok_or_else(|| CkksError::InvalidArgument("no terms".into()))
     }
 
     /// The baby-step rotations of `ct`, extended: lifts for 0, lazy hoisted rotations sharing
@@ -137,12 +211,12 @@ impl Evaluator {
 }
 
 /// Checks levels, indices and scales of the terms; returns the common plaintext scale.
-fn check_terms(level: usize, babies: usize, giant: &[GiantStep<'_>]) -> Result<f64> {
+fn check_terms(level: usize, babies: &[usize], giant: &[BlockGiantStep<'_>]) -> Result<f64> {
     let mut scale: Option<f64> = None;
-    for (i, p) in giant.iter().flat_map(|g| g.terms.iter()) {
-        if *i >= babies || p.level != level {
+    for &(k, i, p) in giant.iter().flat_map(|g| g.terms.iter()) {
+        if babies.get(k).is_none_or(|&n| i >= n) || p.level != level {
             return Err(CkksError::InvalidArgument(format!(
-                "term (baby {i}, plaintext level {}) for {babies} baby steps at level {level}",
+                "term (input {k}, baby {i}, plaintext level {}) at level {level}",
                 p.level
             )));
         }

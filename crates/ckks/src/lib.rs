@@ -24,7 +24,7 @@ pub use counts::{OpCounter, OpCounts, Primitive};
 pub use encoder::Encoder;
 pub use error::{CkksError, Result};
 pub use evaluator::Evaluator;
-pub use hoisted::{ExtendedPlaintext, GiantStep};
+pub use hoisted::{BabySteps, BlockGiantStep, ExtendedPlaintext, GiantStep};
 pub use keys::{EvaluationKeys, galois_element_for_conjugation, galois_element_for_rotation};
 pub use params::{CkksParameters, CkksParametersLiteral, sets};
 pub use precision::PrecisionStats;

@@ -9,9 +9,12 @@
 
 use std::collections::BTreeMap;
 
+use psf_ckks::{BabySteps, BlockGiantStep, Ciphertext, ExtendedPlaintext};
+
+use super::encoded::at_level;
 use super::transform::{best_n1, gcd};
-use super::{EncodedTransform, LinearTransform};
-use crate::{Backend, Circuit, CircuitError, Result, rotation_galois_elements};
+use super::{DoubleHoistedTransform, EncodedTransform, LinearTransform};
+use crate::{Backend, Circuit, CircuitError, HeBackend, Result, rotation_galois_elements};
 
 /// A matrix of `outputs x inputs` blocks (`None`: zero block) over ciphertexts of `slots`.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +111,31 @@ impl BlockTransform {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(EncodedBlockTransform { blocks, level })
+    }
+
+    /// Encodes every block over `Q_level ++ P` for the double-hoisted path.
+    ///
+    /// # Errors
+    /// As [`LinearTransform::encode`].
+    pub fn encode_double_hoisted(
+        &self,
+        b: &HeBackend<'_>,
+        level: usize,
+    ) -> Result<DoubleHoistedBlockTransform> {
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|t| {
+                        t.as_ref()
+                            .map(|t| t.encode_double_hoisted(b, level))
+                            .transpose()
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(DoubleHoistedBlockTransform { blocks, level })
     }
 
     fn all_rotations(&self) -> Vec<i64> {
@@ -223,4 +251,90 @@ impl<B: Backend> EncodedBlockTransform<B> {
         out.insert(0, x);
         Ok(out)
     }
+}
+
+/// A [`BlockTransform`] with blocks over `Q_level ++ P`, evaluated double hoisted on
+/// ciphertexts ([`psf_ckks::Evaluator::bsgs_double_hoisted_blocks`]): same results, levels,
+/// scales and counts as [`EncodedBlockTransform::apply`].
+pub struct DoubleHoistedBlockTransform {
+    blocks: Vec<Vec<Option<DoubleHoistedTransform>>>,
+    level: usize,
+}
+
+impl DoubleHoistedBlockTransform {
+    /// `y_o = sum_i M_{o,i} x_i` for every output, rescaled.
+    ///
+    /// # Errors
+    /// As [`EncodedBlockTransform::apply`].
+    pub fn apply(&self, b: &HeBackend<'_>, xs: &[Ciphertext]) -> Result<Vec<Ciphertext>> {
+        let inputs = self.blocks.first().map_or(0, Vec::len);
+        if xs.len() != inputs || inputs == 0 {
+            return Err(CircuitError::Invalid(format!(
+                "{} inputs, expected {inputs}",
+                xs.len()
+            )));
+        }
+        let scale = b.scale(&xs[0]);
+        let dropped = xs
+            .iter()
+            .map(|x| at_level(b, x, self.level))
+            .collect::<Result<Vec<_>>>()?;
+        let xs: Vec<&Ciphertext> = dropped
+            .iter()
+            .zip(xs)
+            .map(|(d, x)| d.as_ref().unwrap_or(x))
+            .collect();
+        // Per input, the union of its blocks' baby rotations.
+        let rots: Vec<Vec<i64>> = (0..inputs)
+            .map(|i| {
+                let mut r: Vec<i64> = self
+                    .blocks
+                    .iter()
+                    .filter_map(|row| row[i].as_ref())
+                    .flat_map(|t| t.transform().plan().baby.clone())
+                    .collect();
+                r.sort_unstable();
+                r.dedup();
+                r
+            })
+            .collect();
+        let babies: Vec<BabySteps<'_>> = xs
+            .iter()
+            .zip(&rots)
+            .map(|(ct, r)| BabySteps { ct, rotations: r })
+            .collect();
+        let outputs: Vec<Vec<BlockGiantStep<'_>>> = self
+            .blocks
+            .iter()
+            .map(|row| giant_steps(row, &rots))
+            .collect();
+        let ys = b
+            .evaluator()
+            .bsgs_double_hoisted_blocks(&babies, &outputs)?;
+        ys.iter()
+            .map(|y| Ok(b.with_scale(&b.rescale(y)?, scale)))
+            .collect()
+    }
+}
+
+/// The giant steps of one output row: terms of every block merged by giant rotation.
+fn giant_steps<'a>(
+    row: &'a [Option<DoubleHoistedTransform>],
+    rots: &[Vec<i64>],
+) -> Vec<BlockGiantStep<'a>> {
+    let mut giants: BTreeMap<i64, Vec<(usize, usize, &'a ExtendedPlaintext)>> = BTreeMap::new();
+    for (i, t) in row.iter().enumerate() {
+        let Some(t) = t else { continue };
+        let plan = t.transform().plan();
+        for ((g, terms), pts) in plan.giant.iter().zip(&t.diagonals) {
+            for (&(bi, _), pt) in terms.iter().zip(pts) {
+                let k = rots[i].binary_search(&plan.baby[bi]).unwrap_or(0);
+                giants.entry(*g).or_default().push((i, k, pt));
+            }
+        }
+    }
+    giants
+        .into_iter()
+        .map(|(rotation, terms)| BlockGiantStep { rotation, terms })
+        .collect()
 }

@@ -30,7 +30,7 @@ fn diagonal_scale<B: Backend>(b: &B, level: usize) -> Result<f64> {
 }
 
 /// Drops `ct` to `level` if it is above; the transform's input must not be below.
-fn at_level<B: Backend>(b: &B, ct: &B::Ct, level: usize) -> Result<Option<B::Ct>> {
+pub(crate) fn at_level<B: Backend>(b: &B, ct: &B::Ct, level: usize) -> Result<Option<B::Ct>> {
     match b.level(ct) {
         l if l == level => Ok(None),
         l if l > level => Ok(Some(b.drop_to_level(ct, level)?)),
@@ -157,7 +157,7 @@ impl<B: Backend> EncodedTransform<B> {
 pub struct DoubleHoistedTransform {
     transform: LinearTransform,
     level: usize,
-    diagonals: Vec<Vec<ExtendedPlaintext>>,
+    pub(crate) diagonals: Vec<Vec<ExtendedPlaintext>>,
 }
 
 impl DoubleHoistedTransform {

@@ -17,7 +17,7 @@ mod interleaved;
 mod reduce;
 mod transform;
 
-pub use block::{BlockTransform, EncodedBlockTransform};
+pub use block::{BlockTransform, DoubleHoistedBlockTransform, EncodedBlockTransform};
 pub use encoded::{DoubleHoistedTransform, EncodedTransform};
 pub use interleaved::Interleaved;
 pub use reduce::{EncodedMask, Mask, RotateAndSum};
