@@ -4,8 +4,10 @@
 //! with `|I| < K` and `eps = m / q_0` the wanted message. Since `sin(2 pi t) = sin(2 pi eps)`
 //! and `sin(2 pi eps) ~= 2 pi eps` for small `eps`, the circuit evaluates
 //!
-//!     c_0 = p(y) ~= cos(2 pi (K y - 1/4) / 2^r)        (Chebyshev interpolant on [-1, 1])
-//!     c_(j+1) = 2 c_j^2 - 1                             (r double angles)
+//! ```text
+//! c_0 = p(y) ~= cos(2 pi (K y - 1/4) / 2^r)        (Chebyshev interpolant on [-1, 1])
+//! c_(j+1) = 2 c_j^2 - 1                             (r double angles)
+//! ```
 //!
 //! so that `c_r = cos(2 pi (t - 1/4)) = sin(2 pi t)` (the scaled cosine with double angle of
 //! Han-Ki and Bossuat et al.). The factor `2 pi` and `q_0 / scale` are absorbed into the exact
