@@ -49,6 +49,7 @@ fn config(log_slots: u32) -> BootstrapConfig {
             double_angle: 3,
         },
         ephemeral_weight: Some(32),
+        log_message_ratio: 15,
     }
 }
 

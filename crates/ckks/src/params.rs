@@ -153,6 +153,50 @@ pub mod sets {
         literal("INSECURE_N12_TEST", 12, anchor_q(8), vec![61; 3], 50)
     }
 
+    /// Bootstrapping set at N=2^16 (128-bit), for `psf_circuits::bootstrap` with full slots
+    /// (2^15): `q_0` 60 bits | 12 user levels of 45 bits (scale 2^45) | SlotsToCoeffs 3 x 40 |
+    /// EvalMod 8 x 60 | CoeffsToSlots 3 x 55; P = 8 x 50 bits (IFMA paths), four digits of
+    /// seven primes. log QP = 1765 <= 1772. A refreshed ciphertext has 12 levels left.
+    /// Measured precision, key sizes and times: `crates/circuits/BOOTSTRAP_NOTES.md`.
+    pub fn n16_boot_128bit() -> CkksParametersLiteral {
+        with_digits(
+            literal(
+                "N16_QP1765_BOOT_128BIT",
+                16,
+                boot_q(60, &[(45, 12), (40, 3), (60, 8), (55, 3)]),
+                vec![50; 8],
+                45,
+            ),
+            7,
+        )
+    }
+
+    /// Bootstrapping set at N=2^15 (128-bit), full slots (2^14): `q_0` 50 bits | 2 user levels
+    /// of 40 bits (scale 2^40) | SlotsToCoeffs 3 x 34 | EvalMod 8 x 50 | CoeffsToSlots 3 x 48;
+    /// P = 2 x 51 bits, nine digits of two primes. log QP = 878 <= 881. A refreshed ciphertext
+    /// has 2 levels left (the 881-bit bound leaves little room at this ring degree).
+    pub fn n15_boot_128bit() -> CkksParametersLiteral {
+        with_digits(
+            literal(
+                "N15_QP878_BOOT_128BIT",
+                15,
+                boot_q(50, &[(40, 2), (34, 3), (50, 8), (48, 3)]),
+                vec![51; 2],
+                40,
+            ),
+            2,
+        )
+    }
+
+    /// `q_0` then runs of `(bits, count)`.
+    fn boot_q(q0: u32, runs: &[(u32, usize)]) -> Vec<u32> {
+        let mut q = vec![q0];
+        for &(bits, count) in runs {
+            q.extend(std::iter::repeat_n(bits, count));
+        }
+        q
+    }
+
     fn with_digits(mut lit: CkksParametersLiteral, digit_size: usize) -> CkksParametersLiteral {
         lit.ring.digit_size = Some(digit_size);
         lit

@@ -108,6 +108,15 @@ impl DftStage {
         self.level
     }
 
+    /// Bytes of the encoded diagonals.
+    pub fn size_bytes(&self) -> usize {
+        self.pts
+            .iter()
+            .flatten()
+            .map(|p| 8 * p.poly.data().len())
+            .sum()
+    }
+
     /// The BSGS plan.
     pub fn plan(&self) -> &BsgsPlan {
         &self.plan

@@ -13,6 +13,7 @@ pub mod dft;
 pub mod eval_mod;
 pub mod keys;
 pub mod linear;
+pub mod presets;
 
 use std::f64::consts::TAU;
 
@@ -41,6 +42,11 @@ pub struct BootstrapConfig {
     /// Hamming weight of the ephemeral sparse secret (encapsulation); `None` when the user's
     /// secret is itself sparse enough for `eval_mod.k`.
     pub ephemeral_weight: Option<usize>,
+    /// `log2` of the message ratio `q_0 / scale` that ScaleDown aims at: an input of smaller
+    /// scale is multiplied at level 0 by the integer `floor(q_0 / (2^ratio scale))` (no level
+    /// used, relative precision unchanged). Every error before SlotsToCoeffs is amplified by
+    /// the ratio; the sine's curvature error shrinks with it (by 4 per bit).
+    pub log_message_ratio: u32,
 }
 
 impl BootstrapConfig {
@@ -100,6 +106,22 @@ impl Bootstrapper {
         &self.config
     }
 
+    /// Bytes of the encoded DFT diagonals (extended to `Q_l ++ P`).
+    pub fn size_bytes(&self) -> usize {
+        self.cts
+            .iter()
+            .chain(&self.stc)
+            .map(DftStage::size_bytes)
+            .sum()
+    }
+
+    /// Number of encoded DFT diagonals.
+    pub fn diagonal_count(&self) -> usize {
+        (self.cts.iter().chain(&self.stc))
+            .map(|s| s.plan().giant.iter().map(|g| g.1.len()).sum::<usize>())
+            .sum()
+    }
+
     /// The level of a refreshed ciphertext.
     pub fn output_level(&self) -> usize {
         self.params.ring().max_level() - self.config.depth()
@@ -128,6 +150,19 @@ impl Bootstrapper {
             .collect()
     }
 
+    /// The integer ScaleDown multiplies an input of scale `scale` by (at least 1).
+    pub fn scale_down_factor(&self, scale: Scale) -> i64 {
+        let q0 = self.params.ring().q().modulus(0).value() as f64;
+        let ratio = f64::from(self.config.log_message_ratio).exp2();
+        ((q0 / (ratio * scale.0)).floor() as i64).max(1)
+    }
+
+    /// The scale the ModRaise'd message had (the input's times the ScaleDown factor), which
+    /// EvalMod's output scale is solved for.
+    pub fn raised_message_scale(&self, scale: Scale) -> f64 {
+        scale.0 * self.scale_down_factor(scale) as f64
+    }
+
     /// Refreshes `ct` (any level, scale below `q_0 / 2`): returns it at
     /// [`Self::output_level`] with the default scale. `encapsulation` must be given iff the
     /// configuration has an ephemeral weight.
@@ -139,17 +174,15 @@ impl Bootstrapper {
     ) -> Result<Ciphertext> {
         let raised = self.mod_raise(eval, encapsulation, ct)?;
         let slots = self.coeffs_to_slots(eval, &raised)?;
-        let reduced = (slots.iter())
-            .map(|c| self.eval_mod(eval, c, ct.meta.scale.0))
-            .collect::<Result<Vec<_>>>()?;
+        let reduced = self.eval_mod_all(eval, &slots, self.raised_message_scale(ct.meta.scale))?;
         let mut out = self.slots_to_coeffs(eval, &reduced)?;
         out.meta.log_slots = ct.meta.log_slots;
         Ok(out)
     }
 
-    /// ScaleDown (drop to level 0) and ModRaise to the top level under the dense secret, with
-    /// the scale set to `q_0`; for sparse slots, the sub-sum keeps the coefficients at
-    /// multiples of the gap (times the gap).
+    /// ScaleDown (drop to level 0, multiply by [`Self::scale_down_factor`]) and ModRaise to
+    /// the top level under the dense secret, with the scale set to `q_0`; for sparse slots,
+    /// the sub-sum keeps the coefficients at multiples of the gap (times the gap).
     pub fn mod_raise(
         &self,
         eval: &Evaluator,
@@ -168,6 +201,10 @@ impl Bootstrapper {
         }
         let mut low = ct.clone();
         low.drop_to_level(0);
+        let factor = self.scale_down_factor(ct.meta.scale);
+        if factor > 1 {
+            low = eval.mul_int_new(&low, factor)?;
+        }
         let top = ring.max_level();
         let mut raised = match (encapsulation, self.config.ephemeral_weight) {
             (Some(e), Some(_)) => {
@@ -201,6 +238,28 @@ impl Bootstrapper {
         }
         let im = self.mul_by_i(eval, &eval.sub_new(&y, &conj)?, -1.0)?;
         Ok(vec![re, im])
+    }
+
+    /// [`Self::eval_mod`] of each CoeffsToSlots output (the real and imaginary parts run in
+    /// parallel).
+    pub fn eval_mod_all(
+        &self,
+        eval: &Evaluator,
+        parts: &[Ciphertext],
+        scale_in: f64,
+    ) -> Result<Vec<Ciphertext>> {
+        match parts {
+            [re, im] => {
+                let (re, im) = rayon::join(
+                    || self.eval_mod(eval, re, scale_in),
+                    || self.eval_mod(eval, im, scale_in),
+                );
+                Ok(vec![re?, im?])
+            }
+            _ => (parts.iter())
+                .map(|c| self.eval_mod(eval, c, scale_in))
+                .collect(),
+        }
     }
 
     /// EvalMod: `sin(2 pi t)` with the output scale that makes the final scale the default.
