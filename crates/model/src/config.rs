@@ -236,29 +236,7 @@ impl ModelConfigLiteral {
                 "hidden_size not divisible by {heads} heads"
             )));
         }
-        let rope_params = self.rope_parameters.as_ref();
-        let nested = |key: &str| {
-            rope_params
-                .and_then(|v| v.get(key))
-                .and_then(|v| v.as_f64())
-        };
-        check_rope_type(rope_params, self.rope_scaling.as_ref())?;
-        let pct = self
-            .rotary_pct
-            .or(self.partial_rotary_factor)
-            .or(nested("partial_rotary_factor"));
-        let pct = pct.unwrap_or(if neox { 0.25 } else { 1.0 });
-        // Hugging Face truncates: int(head_dim * rotary_pct).
-        let rotary_dim = (head_dim as f64 * pct) as usize;
-        if !rotary_dim.is_multiple_of(2) || rotary_dim > head_dim {
-            return Err(invalid(format!(
-                "rotary dimension {rotary_dim} must be even, <= head_dim"
-            )));
-        }
-        let theta = self
-            .rope_theta
-            .or(self.rotary_emb_base)
-            .or(nested("rope_theta"));
+        let (rotary_dim, theta) = self.rope(head_dim, neox)?;
         let act = self
             .hidden_act
             .as_deref()
@@ -290,6 +268,34 @@ impl ModelConfigLiteral {
             mlp_bias: neox || self.mlp_bias.unwrap_or(false),
             attention_norm,
         })
+    }
+
+    /// `(rotated dimensions per head, RoPE base)` from whichever spelling the config uses.
+    fn rope(&self, head_dim: usize, neox: bool) -> Result<(usize, Option<f64>)> {
+        let rope_params = self.rope_parameters.as_ref();
+        let nested = |key: &str| {
+            rope_params
+                .and_then(|v| v.get(key))
+                .and_then(|v| v.as_f64())
+        };
+        check_rope_type(rope_params, self.rope_scaling.as_ref())?;
+        let pct = self
+            .rotary_pct
+            .or(self.partial_rotary_factor)
+            .or(nested("partial_rotary_factor"));
+        let pct = pct.unwrap_or(if neox { 0.25 } else { 1.0 });
+        // Hugging Face truncates: int(head_dim * rotary_pct).
+        let rotary_dim = (head_dim as f64 * pct) as usize;
+        if !rotary_dim.is_multiple_of(2) || rotary_dim > head_dim {
+            return Err(invalid(format!(
+                "rotary dimension {rotary_dim} must be even, <= head_dim"
+            )));
+        }
+        let theta = self
+            .rope_theta
+            .or(self.rotary_emb_base)
+            .or(nested("rope_theta"));
+        Ok((rotary_dim, theta))
     }
 }
 

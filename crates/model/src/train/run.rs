@@ -38,23 +38,11 @@ pub fn run(cfg: &TrainConfig) -> Result<TrainReport> {
     let model_cfg = model_config(cfg, &data)?;
     let mut trainer = build_trainer(cfg, &model_cfg, &dev)?;
     let ckpt_dir = cfg.out_dir.join("checkpoint");
-    let mut loss = f32::NAN;
-    if cfg.resume
-        && let Some(state) = checkpoint::read_state(&ckpt_dir)?
-    {
-        if !state.train.same_run_as(cfg) {
-            let msg = "was written by a different configuration; use another out_dir".into();
-            return Err(Error::Checkpoint {
-                path: ckpt_dir,
-                msg,
-            });
-        }
-        loss = checkpoint::restore(&ckpt_dir, &mut trainer, &dev)?.loss;
-    }
+    let mut loss = resume(cfg, &ckpt_dir, &mut trainer, &dev)?.unwrap_or(f32::NAN);
     data.tokenizer
         .save(cfg.out_dir.join("tokenizer.json"), false)
         .map_err(|e| Error::Tokenizer(e.to_string()))?;
-    let bar = progress_bar(cfg, trainer.opt.step);
+    let bar = Progress::new(cfg, trainer.opt.step);
     let start_step = trainer.opt.step;
     let mut train_secs = 0f64;
     let end = cfg.stop_at.unwrap_or(cfg.steps).min(cfg.steps);
@@ -68,15 +56,14 @@ pub fn run(cfg: &TrainConfig) -> Result<TrainReport> {
         train_secs += ts.elapsed().as_secs_f64();
         loss = out.loss;
         let tps = ((step + 1 - start_step) * cfg.batch_size * cfg.seq_len) as f64 / train_secs;
-        bar.set_message(format!(
-            "loss {:.3} | lr {:.2e} | {tps:.0} tok/s",
-            out.loss, out.lr
-        ));
-        bar.inc(1);
         let done = step + 1;
+        bar.step(
+            done,
+            format!("loss {:.3} | lr {:.2e} | {tps:.0} tok/s", out.loss, out.lr),
+        );
         if cfg.eval_every > 0 && done % cfg.eval_every == 0 && done < cfg.steps {
             let p = evaluate(cfg, &trainer.model, &data, &dev)?;
-            bar.println(format!(
+            bar.line(format!(
                 "step {done}: train loss {loss:.4}, held-out ppl {:.2}",
                 p.ppl
             ));
@@ -86,7 +73,6 @@ pub fn run(cfg: &TrainConfig) -> Result<TrainReport> {
         }
     }
     bar.finish();
-    drop(bar);
     checkpoint::save(&ckpt_dir, &trainer, cfg, loss)?;
     let held_out = evaluate(cfg, &trainer.model, &data, &dev)?;
     let ran = trainer.opt.step - start_step;
@@ -103,6 +89,29 @@ pub fn run(cfg: &TrainConfig) -> Result<TrainReport> {
     };
     write_report(&cfg.out_dir.join("report.json"), &report)?;
     Ok(report)
+}
+
+/// Restores the checkpoint in `dir` when `cfg.resume` and one exists; returns its last loss.
+fn resume(
+    cfg: &TrainConfig,
+    dir: &Path,
+    trainer: &mut Trainer,
+    dev: &Device,
+) -> Result<Option<f32>> {
+    if !cfg.resume {
+        return Ok(None);
+    }
+    let Some(state) = checkpoint::read_state(dir)? else {
+        return Ok(None);
+    };
+    if !state.train.same_run_as(cfg) {
+        let msg = "was written by a different configuration; use another out_dir".into();
+        return Err(Error::Checkpoint {
+            path: dir.to_path_buf(),
+            msg,
+        });
+    }
+    Ok(Some(checkpoint::restore(dir, trainer, dev)?.loss))
 }
 
 fn model_config(cfg: &TrainConfig, data: &TokenData) -> Result<ModelConfig> {
@@ -166,17 +175,52 @@ fn evaluate(
     )
 }
 
-fn progress_bar(cfg: &TrainConfig, start: usize) -> ProgressBar {
-    let bar = ProgressBar::new(cfg.steps as u64);
-    if !cfg.progress {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
+/// A progress bar on a terminal; plain log lines every 10 steps otherwise; nothing when
+/// `progress` is off.
+struct Progress {
+    bar: ProgressBar,
+    plain: bool,
+    total: usize,
+}
+
+impl Progress {
+    fn new(cfg: &TrainConfig, start: usize) -> Self {
+        let bar = ProgressBar::new(cfg.steps as u64);
+        let tty = !bar.is_hidden();
+        if !cfg.progress {
+            bar.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        let style = ProgressStyle::with_template("{bar:30} {pos}/{len} | {msg} | eta {eta}")
+            .expect("valid template");
+        bar.set_style(style);
+        bar.set_position(start as u64);
+        bar.reset_eta();
+        Progress {
+            bar,
+            plain: cfg.progress && !tty,
+            total: cfg.steps,
+        }
     }
-    let style = ProgressStyle::with_template("{bar:30} {pos}/{len} | {msg} | eta {eta}")
-        .expect("valid template");
-    bar.set_style(style);
-    bar.set_position(start as u64);
-    bar.reset_eta();
-    bar
+
+    fn step(&self, done: usize, msg: String) {
+        if self.plain && (done.is_multiple_of(10) || done == self.total) {
+            eprintln!("step {done}/{}: {msg}", self.total);
+        }
+        self.bar.set_message(msg);
+        self.bar.inc(1);
+    }
+
+    fn line(&self, text: String) {
+        if self.plain {
+            eprintln!("{text}");
+        } else {
+            self.bar.println(text);
+        }
+    }
+
+    fn finish(self) {
+        self.bar.finish();
+    }
 }
 
 fn write_report(path: &Path, report: &TrainReport) -> Result<()> {
