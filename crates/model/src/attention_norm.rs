@@ -30,6 +30,7 @@ pub struct PowerSoftmax {
     /// The power, a positive even integer (4 for decoders, 6 for encoders).
     pub p: u32,
     /// The denominator's offset: a model hyper-parameter (1e-3..1e-2), not a numerical guard.
+    /// With `eps = 0` a query row whose visible scores are all exactly 0 gives 0/0 (NaN).
     #[serde(default)]
     pub eps: f64,
     /// Whether `eps` is per key (length-agnostic) or fixed (Lipschitz form).
