@@ -97,3 +97,21 @@ impl TrainConfig {
         strip(self) == strip(other)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_example_config_parses() {
+        let text = include_str!("../../examples/reference_power.json");
+        let cfg: TrainConfig = serde_json::from_str(text).unwrap();
+        assert_eq!((cfg.steps, cfg.batch_size, cfg.seq_len), (250, 16, 128));
+        assert!(cfg.model.attention_norm.is_some() && cfg.data == DataConfig::default());
+        let json = serde_json::to_string(&TrainConfig::default()).unwrap();
+        assert_eq!(
+            serde_json::from_str::<TrainConfig>(&json).unwrap(),
+            TrainConfig::default()
+        );
+    }
+}
