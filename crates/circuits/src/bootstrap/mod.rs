@@ -14,6 +14,7 @@ pub mod eval_mod;
 pub mod keys;
 pub mod linear;
 pub mod presets;
+mod real;
 
 use std::f64::consts::TAU;
 
@@ -296,7 +297,12 @@ impl Bootstrapper {
     }
 
     /// `ct * (sign i)` exactly: the plaintext of the constant `i` at scale 1 is `X^(N/2)`.
-    fn mul_by_i(&self, eval: &Evaluator, ct: &Ciphertext, sign: f64) -> Result<Ciphertext> {
+    pub(crate) fn mul_by_i(
+        &self,
+        eval: &Evaluator,
+        ct: &Ciphertext,
+        sign: f64,
+    ) -> Result<Ciphertext> {
         let i = vec![Complex64::new(0.0, sign); self.params.max_slots()];
         let log_slots = self.params.max_log_slots();
         let pt = self
