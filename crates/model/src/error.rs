@@ -50,6 +50,22 @@ pub enum Error {
         /// What is wrong.
         msg: String,
     },
+    /// A GGUF checkpoint is malformed or uses something the importer does not support.
+    #[error("gguf {path}: {msg}")]
+    Gguf {
+        /// The file involved.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// Fetching a published checkpoint into the cache failed.
+    #[error("fetch {what}: {msg}")]
+    Fetch {
+        /// What was being fetched.
+        what: String,
+        /// What went wrong, with the command to run by hand.
+        msg: String,
+    },
     /// A loss or a gradient became NaN or infinite.
     #[error("non-finite value at step {step}: {what}")]
     NonFinite {

@@ -11,6 +11,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 mod fused;
+pub mod import;
 pub mod ranges;
 
 pub use attention_norm::{AttentionNorm, CausalMask, EpsScaling, PowerForm, PowerSoftmax};
