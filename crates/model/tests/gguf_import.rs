@@ -294,6 +294,11 @@ fn smollm2_matches_candle_transformers() {
         dequantized_reference()
     );
     let tk = file.tokenizer().unwrap();
+    let pre = file.content().metadata.get("tokenizer.ggml.pre");
+    let sample = "It is a truth universally acknowledged, 1811.";
+    let enc = tk.encode(sample, false).unwrap();
+    println!("pre-tokenizer {pre:?}; {sample:?} -> {:?}", enc.get_ids());
+    assert_eq!(tk.decode(enc.get_ids(), false).unwrap(), sample);
     let (model, cfg) = Model::from_gguf(&path, &dev).unwrap();
     println!("{cfg:?}");
     let docs = DataSource::Shipped.load(&[]).unwrap();

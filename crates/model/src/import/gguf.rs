@@ -330,3 +330,46 @@ fn gguf_err(path: &Path, e: candle_core::Error) -> Error {
         msg: e.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_to_hugging_face() {
+        assert_eq!(
+            hf_name("blk.12.attn_output.weight").as_deref(),
+            Some("model.layers.12.self_attn.o_proj.weight")
+        );
+        assert_eq!(
+            hf_name("blk.0.attn_q.bias").as_deref(),
+            Some("model.layers.0.self_attn.q_proj.bias")
+        );
+        assert_eq!(
+            hf_name("token_embd.weight").as_deref(),
+            Some("model.embed_tokens.weight")
+        );
+        assert_eq!(hf_name("rope_freqs.weight"), None);
+        assert_eq!(hf_name("blk.x.attn_q.weight"), None);
+    }
+
+    #[test]
+    fn unpermute_inverts_llama_cpp_permute() {
+        // One head of width 4, one input column: HF rows [a0, a1, b0, b1] (rotary pairs
+        // (a_i, b_i)) are stored by llama.cpp as [a0, b0, a1, b1].
+        let dev = Device::Cpu;
+        let gguf = Tensor::new(&[[0f32], [2.], [1.], [3.]], &dev).unwrap();
+        let hf = unpermute_rope_rows(&gguf, 1).unwrap();
+        assert_eq!(
+            hf.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            [0., 1., 2., 3.]
+        );
+        let bias = Tensor::new(&[0f32, 2., 1., 3., 4., 6., 5., 7.], &dev).unwrap();
+        let hf = unpermute_rope_rows(&bias, 2).unwrap();
+        assert_eq!(
+            hf.to_vec1::<f32>().unwrap(),
+            [0., 1., 2., 3., 4., 5., 6., 7.]
+        );
+        assert!(unpermute_rope_rows(&bias, 3).is_err());
+    }
+}
