@@ -1,7 +1,8 @@
 //! GGUF checkpoints (llama.cpp's format) into our Hugging Face-layout Llama.
 //!
-//! candle's [`gguf_file`] parses the file and dequantizes each tensor (F32, F16, Q4_0, Q4_1,
-//! Q8_0 and the other types candle reads) to f32. This module maps the `llama.*` metadata to
+//! candle's [`gguf_file`](candle_core::quantized::gguf_file) parses the file and dequantizes
+//! each tensor (F32, F16, Q4_0, Q4_1, Q8_0 and the other types candle reads) to f32. This
+//! module maps the `llama.*` metadata to
 //! a [`ModelConfig`], renames the tensors to Hugging Face names, and undoes the row
 //! permutation llama.cpp's converter applies to the query and key projections (it stores each
 //! head's rotary pairs interleaved, `(2i, 2i+1)`, where Hugging Face's rotate-half RoPE pairs
