@@ -1,5 +1,6 @@
 //! The bootstrapping presets: precision of the N = 2^16 chain's INSECURE twin at N = 2^12
-//! (full slots, uniform real inputs in `[-1, 1]`; CI-sized), and a stage-by-stage error
+//! (full slots, uniform real inputs in `[-1, 1]`; CI-sized), the real-slot variant (two real
+//! ciphertexts through one bootstrap), and a stage-by-stage error
 //! breakdown for any ring degree (`BOOT_LOG_N=14 cargo test --release -p psf-circuits --test
 //! bootstrap_presets -- --ignored --nocapture`).
 
@@ -11,7 +12,7 @@ use psf_circuits::bootstrap::presets::{self, BootstrapPreset, EPHEMERAL_WEIGHT};
 use psf_circuits::bootstrap::{Bootstrapper, Encapsulation};
 use psf_ckks::{
     Ciphertext, CkksParameters, Decryptor, Encoder, Encryptor, EvaluationKeys, Evaluator,
-    KeyGenerator, PrecisionStats, Scale, SecretKey,
+    KeyGenerator, PrecisionStats, Primitive, Scale, SecretKey,
 };
 
 struct Setup {
@@ -103,6 +104,45 @@ fn twin_of_n16_at_n12_full_slots_precision() {
         stats.min_bits >= 19.0 && stats.mean_bits >= 21.0,
         "{stats:?}"
     );
+}
+
+/// Two real vectors through one bootstrap, and the single real form.
+#[test]
+fn real_pair_through_one_bootstrap() {
+    let s = setup(&presets::insecure_twin_of_n16(12));
+    let n = s.params.max_slots();
+    let (x, y) = (uniform(n, 5), uniform(n, 6));
+    let (cx, cy) = (s.encrypt(&x), s.encrypt(&y));
+    let before = s.eval.counter().snapshot();
+    let (bx, by) = s
+        .boot
+        .bootstrap_real_pair(&s.eval, Some(&s.encap), &cx, &cy)
+        .unwrap();
+    let used = s.eval.counter().snapshot() - before;
+    for (name, want, ct) in [("a", &x, &bx), ("b", &y, &by)] {
+        assert_eq!(ct.level(), 12);
+        assert!(ct.meta.scale.matches(s.params.default_scale()));
+        let have = s.decode(ct, None);
+        let re: Vec<f64> = have.iter().map(|z| z.re).collect();
+        let stats = PrecisionStats::from_real(want, &re);
+        let imag = have.iter().map(|z| z.im.abs()).fold(0.0, f64::max);
+        eprintln!("real pair {name}: {stats} | max |imag| {imag:.2e}");
+        assert!(
+            stats.min_bits >= 19.0 && stats.mean_bits >= 21.0,
+            "{name}: {stats}"
+        );
+        assert!(imag < 1e-5, "{name}: imaginary part {imag}");
+    }
+    // The single real form is one bootstrap plus one conjugation: the pair costs the same
+    // products and key switches, i.e. one bootstrap for two ciphertexts.
+    let before = s.eval.counter().snapshot();
+    let r = s.boot.bootstrap_real(&s.eval, Some(&s.encap), &cx).unwrap();
+    let single = s.eval.counter().snapshot() - before;
+    assert_eq!(used.get(Primitive::Mul), single.get(Primitive::Mul));
+    assert_eq!(used.key_switches(), single.key_switches());
+    let have: Vec<f64> = s.decode(&r, None).iter().map(|z| z.re).collect();
+    let stats = PrecisionStats::from_real(&x, &have);
+    assert!(stats.min_bits >= 19.0, "single real: {stats}");
 }
 
 /// Stage-local errors: each stage against its `f64` twin applied to the decrypted output of
