@@ -5,13 +5,22 @@ use candle_core::{D, DType, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::attention_norm::{AttentionNorm, CausalMask};
-use crate::config::Activation;
+use crate::config::{Activation, ModelConfig};
 use crate::error::Result;
 use crate::fused;
 use crate::ranges::{RangeKind, RangeRecorder};
+use crate::rope::Rope;
 
 /// Standard deviation of the normal initialization of weights (GPT-NeoX / Llama default).
 pub const INIT_STD: f64 = 0.02;
+
+/// What every transformer block needs besides its weights (both layouts).
+pub(crate) struct Ctx<'a> {
+    pub(crate) cfg: &'a ModelConfig,
+    pub(crate) rope: &'a Rope,
+    pub(crate) mask: &'a CausalMask,
+    pub(crate) layer: usize,
+}
 
 /// `y = x W^T + b`, weight `(out, in)` as in PyTorch.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@ use candle_nn::{Embedding, Init, VarBuilder};
 use crate::attention_norm::CausalMask;
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::layers::{INIT_STD, Linear, Norm, activate, attend};
+use crate::layers::{Ctx, INIT_STD, Linear, Norm, activate, attend};
 use crate::ranges::RangeRecorder;
 use crate::rope::Rope;
 
@@ -110,14 +110,6 @@ impl Block {
             .forward(&x, ctx.layer, rec.as_deref_mut())?;
         Ok((&x + self.mlp(&ln2, ctx, rec)?)?)
     }
-}
-
-/// What every block needs besides its weights.
-struct Ctx<'a> {
-    cfg: &'a ModelConfig,
-    rope: &'a Rope,
-    mask: &'a CausalMask,
-    layer: usize,
 }
 
 impl Llama {
