@@ -5,7 +5,7 @@
 //! evaluator; the two op counts must agree exactly, and are printed with the depth.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use psf_circuits::approx::gelu;
+use psf_approx::gelu;
 use psf_circuits::{Backend, Circuit, HeBackend, PolyEval, SimBackend};
 use psf_ckks::*;
 

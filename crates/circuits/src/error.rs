@@ -9,6 +9,9 @@ pub enum CircuitError {
     /// Error from the CKKS layer.
     #[error(transparent)]
     Ckks(#[from] CkksError),
+    /// An approximation could not be built.
+    #[error(transparent)]
+    Approx(#[from] psf_approx::ApproxError),
     /// The input ciphertext has too few levels for the circuit.
     #[error("circuit needs input level >= {needed}, got {level}")]
     NotEnoughLevels { needed: usize, level: usize },

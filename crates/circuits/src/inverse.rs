@@ -13,9 +13,9 @@
 //! keeps the target scale; Goldschmidt plans the scales of its squaring chain first and gives
 //! the first guess the scale that makes the last product land on the target.
 
-use crate::approx::{self, ErrorReport};
 use crate::poly_eval::PolyEval;
 use crate::{Backend, Circuit, CircuitError, Result};
+use psf_approx::{self as approx, ErrorReport};
 
 /// Iteration that refines the first guess of `1/x`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

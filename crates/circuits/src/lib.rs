@@ -2,7 +2,6 @@
 //! run on ciphertexts ([`HeBackend`]) or on cleartext with exact level/scale bookkeeping and
 //! primitive counts (the simulation evaluator).
 
-pub mod approx;
 mod backend;
 pub mod bootstrap;
 mod circuit;

@@ -2,7 +2,7 @@
 //! shared power bases, and encrypted GELU (degree 63 on [-8, 8]) against its f64 twin with
 //! identical counts, levels and scales on both backends.
 
-use psf_circuits::approx::{self, Chebyshev, gelu_exact};
+use psf_approx::{self as approx, Chebyshev, gelu_exact};
 use psf_circuits::{Backend, Circuit, HeBackend, PolyEval, SimBackend};
 use psf_ckks::*;
 

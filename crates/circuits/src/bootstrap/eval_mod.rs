@@ -23,7 +23,7 @@
 
 use std::f64::consts::{PI, TAU};
 
-use crate::approx::Chebyshev;
+use psf_approx::Chebyshev;
 
 /// The EvalMod approximation: interval half-width `K`, degree of the cosine interpolant and
 /// number of double angles `r`.

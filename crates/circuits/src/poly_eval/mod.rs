@@ -23,8 +23,8 @@ mod split;
 use basis::{PowerBasis, UnitMap, ceil_log2, prev_pow2};
 use split::{degree, split};
 
-use crate::approx::Chebyshev;
 use crate::{Backend, Circuit, CircuitError, Result};
+use psf_approx::Chebyshev;
 
 /// One or more Chebyshev polynomials on a common interval, evaluated on one ciphertext.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,9 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::Chebyshev;
-use super::error::{DEFAULT_GRID, ErrorReport};
 use super::remez::{RemezOptions, remez};
-use crate::{CircuitError, Result};
+use super::report::{DEFAULT_GRID, ErrorReport};
+use crate::{ApproxError, Result};
 
 /// A polynomial approximation of a named function with its measured error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,7 +95,7 @@ fn positive_interval(what: &str, a: f64, b: f64) -> Result<()> {
     if a > 0.0 && b > a {
         Ok(())
     } else {
-        Err(CircuitError::Invalid(format!(
+        Err(ApproxError::Invalid(format!(
             "{what} needs 0 < a < b, got [{a}, {b}]"
         )))
     }

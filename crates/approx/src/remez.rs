@@ -10,7 +10,7 @@
 //! tolerance: the error then equioscillates, which characterizes the minimax polynomial.
 
 use super::Chebyshev;
-use crate::{CircuitError, Result};
+use crate::{ApproxError, Result};
 
 /// Which error the fit minimizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +75,7 @@ pub struct Minimax {
 /// Fits the minimax polynomial of `degree` to `f` on `[a, b]`.
 ///
 /// # Errors
-/// [`CircuitError::Invalid`] for an empty interval, a singular reference system, or a relative
+/// [`ApproxError::Invalid`] for an empty interval, a singular reference system, or a relative
 /// fit of a function that vanishes on the interval.
 pub fn remez(
     f: impl Fn(f64) -> f64,
@@ -85,7 +85,7 @@ pub fn remez(
     opts: &RemezOptions,
 ) -> Result<Minimax> {
     if a.partial_cmp(&b) != Some(std::cmp::Ordering::Less) {
-        return Err(CircuitError::Invalid(format!(
+        return Err(ApproxError::Invalid(format!(
             "remez: empty interval [{a}, {b}]"
         )));
     }
@@ -109,7 +109,7 @@ pub fn remez(
         .map(|i| -(std::f64::consts::PI * i as f64 / (m - 1) as f64).cos())
         .collect();
     if opts.weight == ErrorWeight::Relative && grid.iter().any(|&t| f(to_x(t)) == 0.0) {
-        return Err(CircuitError::Invalid(
+        return Err(ApproxError::Invalid(
             "remez: relative error of a function that vanishes".into(),
         ));
     }
@@ -145,7 +145,7 @@ pub fn remez(
         }
         reference = window_with_max(&alternating, n);
     }
-    best.ok_or_else(|| CircuitError::Invalid("remez: no iterations".into()))
+    best.ok_or_else(|| ApproxError::Invalid("remez: no iterations".into()))
 }
 
 /// Solves `sum_k c_k T_k(t_i) + (-1)^i E w(f(t_i)) = f(t_i)` for the coefficients and `E`.
@@ -192,7 +192,7 @@ fn gaussian_elimination(rows: &mut [Vec<f64>]) -> Result<Vec<f64>> {
             .max_by(|&i, &j| rows[i][col].abs().total_cmp(&rows[j][col].abs()))
             .unwrap_or(col);
         if rows[pivot][col].abs() < 1e-300 {
-            return Err(CircuitError::Invalid("remez: singular reference".into()));
+            return Err(ApproxError::Invalid("remez: singular reference".into()));
         }
         rows.swap(col, pivot);
         let (top, rest) = rows.split_at_mut(col + 1);

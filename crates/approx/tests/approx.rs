@@ -1,7 +1,7 @@
 //! The approximation toolkit: minimax fits equioscillate and beat interpolation, and every
 //! named approximation meets the error it states.
 
-use psf_circuits::approx::*;
+use psf_approx::*;
 
 /// Weighted error of `p` at `x`.
 fn weighted_err(f: &dyn Fn(f64) -> f64, p: &Chebyshev, x: f64, w: ErrorWeight) -> f64 {

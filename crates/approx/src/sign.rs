@@ -18,9 +18,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::Chebyshev;
-use super::error::{DEFAULT_GRID, ErrorReport};
 use super::remez::{RemezOptions, remez};
-use crate::{CircuitError, Result};
+use super::report::{DEFAULT_GRID, ErrorReport};
+use crate::{ApproxError, Result};
 
 /// Monomial coefficients (`x^0, x^1, ...`) of Cheon et al.'s `f_n`.
 pub fn cheon_f(n: usize) -> Vec<f64> {
@@ -50,7 +50,7 @@ pub fn cheon_f(n: usize) -> Vec<f64> {
 /// An even degree or `tau` outside `(0, 1)`, or as [`remez`].
 pub fn minimax_sign_stage(tau: f64, degree: usize) -> Result<(Chebyshev, f64)> {
     if degree.is_multiple_of(2) || !(tau > 0.0 && tau < 1.0) {
-        return Err(CircuitError::Invalid(format!(
+        return Err(ApproxError::Invalid(format!(
             "sign stage needs an odd degree and 0 < tau < 1, got {degree}, {tau}"
         )));
     }
@@ -126,7 +126,7 @@ impl CompositeSign {
             }
         }
         best.map(|b| b.1).ok_or_else(|| {
-            CircuitError::Invalid(format!(
+            ApproxError::Invalid(format!(
                 "no minimax sign composite reaches 2^-{bits} beyond {eps}"
             ))
         })

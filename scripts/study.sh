@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Trains the attention-normalization study of EXPERIMENTS.md (experiments/study/*.json) one
+# run after another at the lowest CPU priority, resuming each from its last checkpoint, so it
+# can be stopped and restarted at will. Logs: target-model/study/<run>.log.
+#   scripts/study.sh [run ...]      (default order below)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=("$@")
+[ ${#runs[@]} -gt 0 ] || runs=(softmax-s0 power4-s0 pointwise-s0 power2-s0 power6-s0 power8-s0)
+CARGO_TARGET_DIR=target-study cargo build --release -p psf-model --example train
+mkdir -p target-model/study
+cp target-study/release/examples/train target-model/study/train-bin
+for run in "${runs[@]}"; do
+  echo "== $run $(date -Is)"
+  MIMALLOC_PURGE_DELAY=-1 RAYON_NUM_THREADS=2 nice -n 19 \
+    target-model/study/train-bin "experiments/study/$run.json" >>"target-model/study/$run.log" 2>&1
+done
