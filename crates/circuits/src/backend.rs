@@ -121,7 +121,7 @@ impl Backend for HeBackend<'_> {
     }
 
     fn encode(&self, values: &[f64], level: usize, scale: f64) -> Result<Plaintext> {
-        self.eval.counter().record(Primitive::Encode);
+        self.eval.counter().record_at(Primitive::Encode, level);
         Ok(self
             .encoder
             .encode(values, self.params.max_log_slots(), level, Scale(scale))?)

@@ -6,8 +6,9 @@
 //! of mismatched scales and rescales at level 0 fail with the same [`CkksError`]s, missing keys
 //! fail where the real evaluator fails, and every primitive is recorded in the same
 //! [`OpCounter`] slots (`mul_relin` = `Mul` + `Relinearize`, hoisted rotations = one
-//! `Decompose` plus one `RotateHoisted` each, ...). A circuit run on both backends yields identical counts,
-//! levels and scales; the simulated values are the f64 twin of the decrypted result (constants
+//! `Decompose` plus one `RotateHoisted` each, ...), at the same levels
+//! ([`OpCounter::snapshot_levels`]). A circuit run on both backends yields identical counts
+//! (in total and per level), levels and scales; the simulated values are the f64 twin of the decrypted result (constants
 //! are rounded exactly as the encoder rounds them), optionally with modelled noise.
 
 use std::collections::HashSet;
@@ -285,7 +286,7 @@ impl Backend for SimBackend {
     }
 
     fn encode(&self, values: &[f64], level: usize, scale: f64) -> Result<SimPlaintext> {
-        self.counter.record(Primitive::Encode);
+        self.counter.record_at(Primitive::Encode, level);
         let mut values = self.padded(values, level, scale)?;
         self.add_noise(&mut values, scale, |m| m.encode);
         Ok(SimPlaintext {
@@ -296,7 +297,7 @@ impl Backend for SimBackend {
     }
 
     fn add(&self, a: &SimCiphertext, b: &SimCiphertext) -> Result<SimCiphertext> {
-        self.counter.record(Primitive::Add);
+        self.counter.record_at(Primitive::Add, a.level.min(b.level));
         check_scales(a.scale, b.scale)?;
         Ok(SimCiphertext {
             values: self.zip(a, &b.values, |x, y| x + y),
@@ -306,7 +307,7 @@ impl Backend for SimBackend {
     }
 
     fn sub(&self, a: &SimCiphertext, b: &SimCiphertext) -> Result<SimCiphertext> {
-        self.counter.record(Primitive::Add);
+        self.counter.record_at(Primitive::Add, a.level.min(b.level));
         check_scales(a.scale, b.scale)?;
         Ok(SimCiphertext {
             values: self.zip(a, &b.values, |x, y| x - y),
@@ -316,18 +317,19 @@ impl Backend for SimBackend {
     }
 
     fn neg(&self, a: &SimCiphertext) -> Result<SimCiphertext> {
-        self.counter.record(Primitive::Add);
+        self.counter.record_at(Primitive::Add, a.level);
         Ok(Self::map(a, |x| -x))
     }
 
     fn add_const(&self, a: &SimCiphertext, c: f64) -> Result<SimCiphertext> {
-        self.counter.record(Primitive::Add);
+        self.counter.record_at(Primitive::Add, a.level);
         let c = rounded_const(c, a.scale)?;
         Ok(Self::map(a, |x| x + c))
     }
 
     fn add_plain(&self, a: &SimCiphertext, pt: &SimPlaintext) -> Result<SimCiphertext> {
-        self.counter.record(Primitive::Add);
+        self.counter
+            .record_at(Primitive::Add, a.level.min(pt.level));
         check_scales(a.scale, pt.scale)?;
         Ok(SimCiphertext {
             values: self.zip(a, &pt.values, |x, y| x + y),
@@ -337,12 +339,12 @@ impl Backend for SimBackend {
     }
 
     fn mul_int(&self, a: &SimCiphertext, k: i64) -> Result<SimCiphertext> {
-        self.counter.record(Primitive::ConstMul);
+        self.counter.record_at(Primitive::ConstMul, a.level);
         Ok(Self::map(a, |x| x * k as f64))
     }
 
     fn mul_const(&self, a: &SimCiphertext, c: f64, const_scale: f64) -> Result<SimCiphertext> {
-        self.counter.record(Primitive::ConstMul);
+        self.counter.record_at(Primitive::ConstMul, a.level);
         let c = rounded_const(c, const_scale)?;
         let mut out = Self::map(a, |x| x * c);
         out.scale = a.scale * const_scale;
@@ -350,7 +352,8 @@ impl Backend for SimBackend {
     }
 
     fn mul_plain(&self, a: &SimCiphertext, pt: &SimPlaintext) -> Result<SimCiphertext> {
-        self.counter.record(Primitive::PtMul);
+        self.counter
+            .record_at(Primitive::PtMul, a.level.min(pt.level));
         Ok(SimCiphertext {
             values: self.zip(a, &pt.values, |x, y| x * y),
             level: a.level.min(pt.level),
@@ -359,11 +362,12 @@ impl Backend for SimBackend {
     }
 
     fn mul_relin(&self, a: &SimCiphertext, b: &SimCiphertext) -> Result<SimCiphertext> {
-        self.counter.record(Primitive::Mul);
+        let level = a.level.min(b.level);
+        self.counter.record_at(Primitive::Mul, level);
         if !self.keys.relin {
             return Err(CkksError::MissingKey("relinearization key".into()).into());
         }
-        self.counter.record(Primitive::Relinearize);
+        self.counter.record_at(Primitive::Relinearize, level);
         let mut out = SimCiphertext {
             values: self.zip(a, &b.values, |x, y| x * y),
             level: a.level.min(b.level),
@@ -374,7 +378,7 @@ impl Backend for SimBackend {
     }
 
     fn rescale(&self, a: &SimCiphertext) -> Result<SimCiphertext> {
-        self.counter.record(Primitive::Rescale);
+        self.counter.record_at(Primitive::Rescale, a.level);
         if a.level == 0 {
             return Err(CkksError::CannotRescale { level: 0 }.into());
         }
@@ -393,14 +397,14 @@ impl Backend for SimBackend {
                 level: a.level,
             });
         }
-        self.counter.record(Primitive::DropLevel);
+        self.counter.record_at(Primitive::DropLevel, a.level);
         let mut out = a.clone();
         out.level = level;
         Ok(out)
     }
 
     fn rotate(&self, a: &SimCiphertext, k: i64) -> Result<SimCiphertext> {
-        self.counter.record(Primitive::Rotate);
+        self.counter.record_at(Primitive::Rotate, a.level);
         self.galois_key(k)?;
         Ok(self.rotated(a, k))
     }
@@ -409,9 +413,9 @@ impl Backend for SimBackend {
         for &k in ks {
             self.galois_key(k)?;
         }
-        self.counter.record(Primitive::Decompose);
+        self.counter.record_at(Primitive::Decompose, a.level);
         self.counter
-            .record_n(Primitive::RotateHoisted, ks.len() as u64);
+            .record_n_at(Primitive::RotateHoisted, a.level, ks.len() as u64);
         Ok(ks.iter().map(|&k| self.rotated(a, k)).collect())
     }
 

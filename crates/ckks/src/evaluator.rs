@@ -78,7 +78,8 @@ impl Evaluator {
 
     /// `a + b` (at the lower of the two levels; scales must match).
     pub fn add_new(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
-        self.counter.record(Primitive::Add);
+        self.counter
+            .record_at(Primitive::Add, a.level().min(b.level()));
         check_scales(a.meta.scale, b.meta.scale)?;
         self.check(a)?;
         self.check(b)?;
@@ -100,7 +101,8 @@ impl Evaluator {
 
     /// `a - b`.
     pub fn sub_new(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
-        self.counter.record(Primitive::Add);
+        self.counter
+            .record_at(Primitive::Add, a.level().min(b.level()));
         check_scales(a.meta.scale, b.meta.scale)?;
         let level = self.common_level(a, b)?;
         let q = self.params.ring().q();
@@ -121,7 +123,7 @@ impl Evaluator {
 
     /// `-a`.
     pub fn neg_new(&self, a: &Ciphertext) -> Result<Ciphertext> {
-        self.counter.record(Primitive::Add);
+        self.counter.record_at(Primitive::Add, a.level());
         self.check(a)?;
         let mut x = a.clone();
         for p in &mut x.polys {
@@ -132,7 +134,8 @@ impl Evaluator {
 
     /// `ct + pt` (scales must match).
     pub fn add_plain_new(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext> {
-        self.counter.record(Primitive::Add);
+        self.counter
+            .record_at(Primitive::Add, ct.level().min(pt.level()));
         self.check(ct)?;
         check_scales(ct.meta.scale, pt.meta.scale)?;
         let level = ct.level().min(pt.level());
@@ -147,7 +150,8 @@ impl Evaluator {
 
     /// `ct * pt`; the scale is the product of the scales.
     pub fn mul_plain_new(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext> {
-        self.counter.record(Primitive::PtMul);
+        self.counter
+            .record_at(Primitive::PtMul, ct.level().min(pt.level()));
         self.check(ct)?;
         let level = ct.level().min(pt.level());
         let q = self.params.ring().q();
@@ -167,7 +171,7 @@ impl Evaluator {
 
     /// `ct * k` for an integer `k` (scale unchanged, no level used).
     pub fn mul_int_new(&self, ct: &Ciphertext, k: i64) -> Result<Ciphertext> {
-        self.counter.record(Primitive::ConstMul);
+        self.counter.record_at(Primitive::ConstMul, ct.level());
         self.check(ct)?;
         let mut x = ct.clone();
         let q = self.params.ring().q();
@@ -182,7 +186,7 @@ impl Evaluator {
     /// `scale * const_scale`. With `const_scale = q_level` the next rescale restores the scale
     /// exactly (see [`Self::mul_const_then_rescale_new`]).
     pub fn mul_const_new(&self, ct: &Ciphertext, c: f64, const_scale: Scale) -> Result<Ciphertext> {
-        self.counter.record(Primitive::ConstMul);
+        self.counter.record_at(Primitive::ConstMul, ct.level());
         self.check(ct)?;
         let v = scaled_integer(c, const_scale)?;
         let mut x = ct.clone();
@@ -206,7 +210,7 @@ impl Evaluator {
 
     /// `ct + c` for a real constant (added to every slot).
     pub fn add_const_new(&self, ct: &Ciphertext, c: f64) -> Result<Ciphertext> {
-        self.counter.record(Primitive::Add);
+        self.counter.record_at(Primitive::Add, ct.level());
         self.check(ct)?;
         let v = scaled_integer(c, ct.meta.scale)?;
         let mut x = ct.clone();
@@ -217,7 +221,8 @@ impl Evaluator {
 
     /// The tensor product `a * b` (degree 2, not relinearized); scale is the product.
     pub fn mul_new(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
-        self.counter.record(Primitive::Mul);
+        self.counter
+            .record_at(Primitive::Mul, a.level().min(b.level()));
         let level = self.common_level(a, b)?;
         if a.degree() != 1 || b.degree() != 1 {
             return Err(CkksError::DegreeTooHigh {
@@ -254,7 +259,7 @@ impl Evaluator {
             .relin
             .as_ref()
             .ok_or_else(|| CkksError::MissingKey("relinearization key".into()))?;
-        self.counter.record(Primitive::Relinearize);
+        self.counter.record_at(Primitive::Relinearize, ct.level());
         let (mut d0, mut d1) = self.switcher.switch(&ct.polys[2], &rlk.0)?;
         let q = self.params.ring().q();
         q.add_assign(&mut d0, &ct.polys[0]);
@@ -273,7 +278,7 @@ impl Evaluator {
 
     /// Divides by the last prime and drops it; the scale is divided by that prime exactly.
     pub fn rescale(&self, ct: &mut Ciphertext) -> Result<()> {
-        self.counter.record(Primitive::Rescale);
+        self.counter.record_at(Primitive::Rescale, ct.level());
         self.check(ct)?;
         let level = ct.level();
         if level == 0 {
@@ -299,7 +304,7 @@ impl Evaluator {
 
     /// A copy with `levels` limbs dropped (no rescale).
     pub fn drop_level_new(&self, ct: &Ciphertext, levels: usize) -> Result<Ciphertext> {
-        self.counter.record(Primitive::DropLevel);
+        self.counter.record_at(Primitive::DropLevel, ct.level());
         self.check(ct)?;
         if levels > ct.level() {
             return Err(psf_rlwe::RlweError::InvalidLevel {
@@ -323,7 +328,7 @@ impl Evaluator {
 
     /// Rotates the slots left by `k` (negative: right).
     pub fn rotate_new(&self, ct: &Ciphertext, k: i64) -> Result<Ciphertext> {
-        self.counter.record(Primitive::Rotate);
+        self.counter.record_at(Primitive::Rotate, ct.level());
         self.check(ct)?;
         let g = galois_element_for_rotation(k, self.params.ring().log_n());
         let key = self.galois_key(g, || format!("rotation by {k} (Galois element {g})"))?;
@@ -347,9 +352,9 @@ impl Evaluator {
             })
             .collect::<Result<Vec<_>>>()?;
         let dec = self.switcher.decompose(&ct.polys[1]);
-        self.counter.record(Primitive::Decompose);
+        self.counter.record_at(Primitive::Decompose, ct.level());
         self.counter
-            .record_n(Primitive::RotateHoisted, keys.len() as u64);
+            .record_n_at(Primitive::RotateHoisted, ct.level(), keys.len() as u64);
         keys.into_iter()
             .map(|key| Ok(self.switcher.automorphism_hoisted(ct, &dec, key)?))
             .collect()
@@ -357,7 +362,7 @@ impl Evaluator {
 
     /// Complex conjugation of every slot.
     pub fn conjugate_new(&self, ct: &Ciphertext) -> Result<Ciphertext> {
-        self.counter.record(Primitive::Rotate);
+        self.counter.record_at(Primitive::Rotate, ct.level());
         self.check(ct)?;
         let g = galois_element_for_conjugation(self.params.ring().log_n());
         let key = self.galois_key(g, || "conjugation".into())?;

@@ -154,20 +154,20 @@ impl Evaluator {
                 basis.mul_add_assign(&mut inner.c1, &rotated[k][i].c1, &p.poly);
             }
             self.counter()
-                .record_n(Primitive::PtMul, step.terms.len() as u64);
+                .record_n_at(Primitive::PtMul, level, step.terms.len() as u64);
             self.counter()
-                .record_n(Primitive::Add, step.terms.len() as u64 - 1);
+                .record_n_at(Primitive::Add, level, step.terms.len() as u64 - 1);
             if step.rotation != 0 {
                 let key = self.rotation_key(step.rotation)?;
                 inner = self.switcher().automorphism_extended_lazy(&inner, key)?;
-                self.counter().record(Primitive::Rotate);
+                self.counter().record_at(Primitive::Rotate, level);
             }
             total = Some(match total {
                 None => inner,
                 Some(mut t) => {
                     basis.add_assign(&mut t.c0, &inner.c0);
                     basis.add_assign(&mut t.c1, &inner.c1);
-                    self.counter().record(Primitive::Add);
+                    self.counter().record_at(Primitive::Add, level);
                     t
                 }
             });
@@ -186,9 +186,9 @@ impl Evaluator {
         let nonzero = baby.iter().filter(|&&k| k != 0).count();
         let dec = (nonzero > 0).then(|| self.switcher().decompose(&ct.polys[1]));
         if nonzero > 0 {
-            self.counter().record(Primitive::Decompose);
+            self.counter().record_at(Primitive::Decompose, ct.level());
             self.counter()
-                .record_n(Primitive::RotateHoisted, nonzero as u64);
+                .record_n_at(Primitive::RotateHoisted, ct.level(), nonzero as u64);
         }
         baby.iter()
             .map(|&k| match (&dec, k) {

@@ -20,7 +20,7 @@ mod params;
 pub mod precision;
 pub mod serialization;
 
-pub use counts::{OpCounter, OpCounts, Primitive};
+pub use counts::{LevelCount, LevelCounts, OpCounter, OpCounts, Primitive};
 pub use encoder::Encoder;
 pub use error::{CkksError, Result};
 pub use evaluator::Evaluator;
