@@ -18,6 +18,17 @@ pub enum CircuitError {
     /// Invalid circuit configuration.
     #[error("invalid circuit: {0}")]
     Invalid(String),
+    /// A cost table lacks the latency of a counted primitive (`level: None`: the count was
+    /// recorded without a level).
+    #[error(
+        "cost table {table} has no cost for {primitive:?} at level {level:?}, {threads} threads"
+    )]
+    NoCost {
+        primitive: psf_ckks::Primitive,
+        level: Option<usize>,
+        threads: usize,
+        table: String,
+    },
 }
 
 impl From<psf_rlwe::RlweError> for CircuitError {

@@ -5,6 +5,7 @@
 mod backend;
 pub mod bootstrap;
 mod circuit;
+pub mod cost;
 mod error;
 pub mod inverse;
 pub mod linear;

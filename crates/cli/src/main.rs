@@ -5,6 +5,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod anchor;
 mod bench_ckks;
+mod bench_costs;
 mod demo;
 mod keys_cmd;
 mod timing;
@@ -42,6 +43,8 @@ enum BenchCommand {
     /// CKKS primitives (encode, encrypt, decrypt, add, pt-mul, mul+relin, rescale, rotate,
     /// hoisted rotations) at N = 2^14, 2^15, 2^16, 1 and 2 threads.
     Ckks(bench_ckks::BenchCkksArgs),
+    /// Per-level cost table of the CKKS primitives (and bootstrapping) for the cost model.
+    Costs(bench_costs::BenchCostsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,6 +52,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Bench(BenchCommand::Ckks(args)) => bench_ckks::run(&args),
+        Command::Bench(BenchCommand::Costs(args)) => bench_costs::run(&args),
         Command::Params => demo::list_params(),
         Command::Keygen(args) => keys_cmd::keygen(&args),
         Command::Encrypt(args) => keys_cmd::encrypt(&args),
