@@ -11,6 +11,7 @@ pub mod inverse;
 pub mod linear;
 pub mod poly_eval;
 pub mod sim;
+pub mod softmax;
 
 pub use backend::{Backend, HeBackend};
 pub use circuit::{Circuit, rotation_galois_elements};
