@@ -35,8 +35,12 @@ pub struct BenchCostsArgs {
     #[arg(long, default_value = "")]
     note: String,
     /// Output JSON file.
+    #[arg(long, required_unless_present = "check")]
+    out: Option<PathBuf>,
+    /// Instead of measuring: check the model of this table against a measured run
+    /// (polynomial + linear transform at the table's set).
     #[arg(long)]
-    out: PathBuf,
+    check: Option<PathBuf>,
 }
 
 fn params_for(set: &str) -> anyhow::Result<CkksParametersLiteral> {
@@ -60,6 +64,21 @@ pub fn run(args: &BenchCostsArgs) -> anyhow::Result<()> {
     let params = params_for(&args.set)?
         .try_build()
         .context("building parameters")?;
+    if let Some(path) = &args.check {
+        let table: CostTable = serde_json::from_str(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )?;
+        anyhow::ensure!(
+            table.params == params.ring().name(),
+            "table {} is for {}, not {}",
+            path.display(),
+            table.params,
+            params.ring().name()
+        );
+        return crate::cost_check::run(&params, &table, args.reps);
+    }
+    let out = args.out.as_ref().context("--out is required")?;
     let load_before = loadavg();
     eprintln!(
         "{}: N=2^{}, max level {}, load {load_before}",
@@ -102,9 +121,9 @@ pub fn run(args: &BenchCostsArgs) -> anyhow::Result<()> {
     );
     table.note = cfg.note;
     print_table(&table);
-    std::fs::write(&args.out, serde_json::to_string_pretty(&table)?)
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    eprintln!("wrote {}", args.out.display());
+    std::fs::write(out, serde_json::to_string_pretty(&table)?)
+        .with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("wrote {}", out.display());
     Ok(())
 }
 

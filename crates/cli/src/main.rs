@@ -6,6 +6,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod anchor;
 mod bench_ckks;
 mod bench_costs;
+mod bench_softmax;
+mod cost_check;
 mod demo;
 mod keys_cmd;
 mod timing;
@@ -45,6 +47,9 @@ enum BenchCommand {
     Ckks(bench_ckks::BenchCkksArgs),
     /// Per-level cost table of the CKKS primitives (and bootstrapping) for the cost model.
     Costs(bench_costs::BenchCostsArgs),
+    /// Softmax alone over encrypted attention scores: Power-Softmax vs NEXUS-style vs the
+    /// square strategy (predicted from simulated counts; measured where asked).
+    Softmax(bench_softmax::BenchSoftmaxArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,6 +58,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(&args),
         Command::Bench(BenchCommand::Ckks(args)) => bench_ckks::run(&args),
         Command::Bench(BenchCommand::Costs(args)) => bench_costs::run(&args),
+        Command::Bench(BenchCommand::Softmax(args)) => bench_softmax::run(&args),
         Command::Params => demo::list_params(),
         Command::Keygen(args) => keys_cmd::keygen(&args),
         Command::Encrypt(args) => keys_cmd::encrypt(&args),

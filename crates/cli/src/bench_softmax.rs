@@ -1,0 +1,237 @@
+//! `psformer bench softmax`: "softmax alone" over a causal attention layer's encrypted scores
+//! (Pythia-70M shape: 8 heads; 128 and 1024 tokens) on `N16_QP1765_BOOT_128BIT` (scores at
+//! level 12, the level a bootstrap leaves): Power-Softmax vs NEXUS-style vs the square
+//! strategy. Every variant runs on the simulation evaluator (counts per level, bootstraps of
+//! the exp variants' division, output against the exact function) and is priced by a measured
+//! cost table; `--run` also runs the given token counts on ciphertexts (variants that need no
+//! bootstrap) and prints measured seconds and precision against the `f64` twin.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use psf_circuits::cost::{CostModel, CostTable};
+use psf_circuits::softmax::{
+    AttentionShape, DiagonalPacking, SoftmaxCircuit, SoftmaxConfig, SoftmaxVariant, exact,
+    sim_bootstrap,
+};
+use psf_circuits::{Backend, HeBackend, SimBackend};
+use psf_ckks::{
+    Ciphertext, CkksParameters, Decryptor, Encoder, Encryptor, EvaluationKeys, Evaluator,
+    KeyGenerator, LevelCounts, PrecisionStats, Primitive, sets,
+};
+
+use crate::bench_costs::loadavg;
+use crate::timing::with_threads;
+
+/// Level of the scores (the user levels of the bootstrapping set).
+const INPUT_LEVEL: usize = 12;
+
+/// Arguments of `bench softmax`.
+#[derive(clap::Args)]
+pub struct BenchSoftmaxArgs {
+    /// Token counts (causal, queries = keys).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![128usize, 1024])]
+    tokens: Vec<usize>,
+    /// Attention heads.
+    #[arg(long, default_value_t = 8)]
+    heads: usize,
+    /// Cost table of N16_QP1765_BOOT_128BIT (from `psformer bench costs --set n16_boot`).
+    #[arg(long, default_value = "crates/circuits/costs/n16_boot.json")]
+    costs: PathBuf,
+    /// Token counts to also run on ciphertexts (Power-Softmax; the others need bootstraps).
+    #[arg(long, value_delimiter = ',')]
+    run: Vec<usize>,
+    /// Threads of the encrypted runs.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+}
+
+/// Seeded scores in `[-B, B]`, `scores[h][t][j]`.
+fn scores(shape: AttentionShape, bound: f64, seed: u64) -> Vec<Vec<Vec<f64>>> {
+    let mut s = seed;
+    let mut next = move || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * bound
+    };
+    (0..shape.heads)
+        .map(|_| {
+            (0..shape.tokens)
+                .map(|t| (0..=t).map(|_| next()).collect())
+                .collect()
+        })
+        .collect()
+}
+
+/// Largest error of a weight, relative to the largest weight of its row.
+fn row_error(want: &[Vec<Vec<f64>>], have: &[Vec<Vec<f64>>]) -> f64 {
+    let mut worst = 0.0f64;
+    for (wr, hr) in want.iter().flatten().zip(have.iter().flatten()) {
+        let m = wr.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (a, b) in wr.iter().zip(hr) {
+            worst = worst.max((a - b).abs() / m);
+        }
+    }
+    worst
+}
+
+/// Simulates `circuit`; returns the counts and the output's error against the exact function.
+fn simulate(
+    params: &CkksParameters,
+    circuit: &SoftmaxCircuit,
+    s: &[Vec<Vec<f64>>],
+) -> anyhow::Result<(LevelCounts, f64)> {
+    let sim = SimBackend::new(params);
+    let cts = (circuit.pack(s).iter())
+        .map(|x| sim.encrypt(x, INPUT_LEVEL, sim.default_scale()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let out = circuit.evaluate(&sim, &cts, &sim_bootstrap(&sim, INPUT_LEVEL))?;
+    let values: Vec<Vec<f64>> = out.into_iter().map(|c| c.values).collect();
+    let have = circuit.packing().unpack(&values);
+    let err = row_error(
+        &exact(circuit.variant(), &SoftmaxConfig::default(), s),
+        &have,
+    );
+    Ok((sim.counter().snapshot_levels(), err))
+}
+
+fn describe(circuit: &SoftmaxCircuit) -> String {
+    let (recip, depth) = circuit.reciprocal_report();
+    let exp = circuit.exp_report().map_or(String::new(), |r| {
+        format!(", exp max rel err {:.2e} on [-2, 2]", r.max_rel)
+    });
+    format!(
+        "numerator+mask depth {}, 1/x on [{:.3e}, {:.3e}] depth {depth} (max rel err {:.1e}){exp}",
+        circuit.numerator_depth(),
+        recip.interval.0,
+        recip.interval.1,
+        recip.max_rel
+    )
+}
+
+/// Runs the comparison.
+pub fn run(args: &BenchSoftmaxArgs) -> anyhow::Result<()> {
+    let params = sets::n16_boot_128bit().try_build()?;
+    let table: CostTable = serde_json::from_str(
+        &std::fs::read_to_string(&args.costs)
+            .with_context(|| format!("reading {}", args.costs.display()))?,
+    )?;
+    anyhow::ensure!(
+        table.params == params.ring().name(),
+        "cost table is for {}",
+        table.params
+    );
+    println!("load {} | cost table: {}", loadavg(), table.note);
+    println!(
+        "| tokens | variant | ciphertexts | bootstraps | key switches | predicted 1T (s) | predicted 2T (s) | max weight err vs exact |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    for &tokens in &args.tokens {
+        let shape = AttentionShape {
+            heads: args.heads,
+            tokens,
+        };
+        let packing = DiagonalPacking::new(shape, params.max_slots())?;
+        let s = scores(shape, 2.0, tokens as u64);
+        for variant in SoftmaxVariant::ALL {
+            let circuit = SoftmaxCircuit::new(variant, packing, SoftmaxConfig::default())?;
+            let (counts, err) = simulate(&params, &circuit, &s)?;
+            let predict = |t: usize| -> anyhow::Result<String> {
+                Ok(match CostModel::new(table.clone(), t) {
+                    Ok(m) => format!("{:.2}", m.predict(&counts)?.seconds),
+                    Err(_) => "-".into(),
+                })
+            };
+            println!(
+                "| {tokens} | {} | {} | {} | {} | {} | {} | {err:.2e} |",
+                variant.name(),
+                packing.ciphertexts(),
+                counts.totals().get(Primitive::Bootstrap),
+                counts.totals().key_switches(),
+                predict(1)?,
+                predict(2)?
+            );
+            eprintln!("  {}: {}", variant.name(), describe(&circuit));
+            if let Ok(m) = CostModel::new(table.clone(), args.threads) {
+                eprintln!("    breakdown {}T: {}", args.threads, m.predict(&counts)?);
+            }
+        }
+    }
+    for &tokens in &args.run {
+        run_encrypted(&params, &table, args, tokens)?;
+    }
+    Ok(())
+}
+
+/// Power-Softmax on ciphertexts at `tokens` tokens: measured seconds and precision.
+fn run_encrypted(
+    params: &CkksParameters,
+    table: &CostTable,
+    args: &BenchSoftmaxArgs,
+    tokens: usize,
+) -> anyhow::Result<()> {
+    let shape = AttentionShape {
+        heads: args.heads,
+        tokens,
+    };
+    let packing = DiagonalPacking::new(shape, params.max_slots())?;
+    let circuit = SoftmaxCircuit::new(SoftmaxVariant::Power, packing, SoftmaxConfig::default())?;
+    let s = scores(shape, 2.0, tokens as u64);
+    let (counts, _) = simulate(params, &circuit, &s)?;
+    let t0 = Instant::now();
+    let mut kgen = KeyGenerator::seeded(params.ring(), 5);
+    let sk = kgen.gen_secret_key();
+    let keys = EvaluationKeys::generate(&mut kgen, &sk, &packing.rotations(), false)?;
+    let (enc, eval) = (Encoder::new(params), Evaluator::new(params, keys));
+    let xs = circuit.pack(&s);
+    let cts = (xs.iter())
+        .map(|x| {
+            let pt = enc.encode(
+                x,
+                params.max_log_slots(),
+                INPUT_LEVEL,
+                params.default_scale(),
+            )?;
+            Ok(Encryptor::with_secret_key(&sk).encrypt(&pt)?)
+        })
+        .collect::<anyhow::Result<Vec<Ciphertext>>>()?;
+    eprintln!(
+        "keys and {} ciphertexts in {:.1} s",
+        cts.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    let he = HeBackend::new(params, &enc, &eval);
+    let no_refresh = |_: &Ciphertext| -> psf_circuits::Result<Ciphertext> {
+        Err(psf_circuits::CircuitError::Invalid(
+            "Power-Softmax needs no bootstrap".into(),
+        ))
+    };
+    let load = loadavg();
+    let (secs, out) = with_threads(args.threads, || -> anyhow::Result<_> {
+        let t = Instant::now();
+        let out = circuit.evaluate(&he, &cts, &no_refresh)?;
+        Ok((t.elapsed().as_secs_f64(), out))
+    })??;
+    anyhow::ensure!(
+        eval.counter().snapshot_levels() == counts,
+        "HE counts differ from the simulation"
+    );
+    let have: Vec<f64> = (out.iter())
+        .map(|c| Ok(enc.decode(&Decryptor::new(&sk).decrypt(c)?)?))
+        .collect::<anyhow::Result<Vec<Vec<f64>>>>()?
+        .concat();
+    let stats = PrecisionStats::from_real(&circuit.eval_f64(&xs).concat(), &have);
+    let predicted = CostModel::new(table.clone(), args.threads)
+        .and_then(|m| m.predict(&counts))
+        .map_or("-".into(), |p| format!("{p}"));
+    println!(
+        "encrypted power-softmax, {} heads x {tokens} tokens, {}T: {secs:.2} s measured \
+         (load before {load}, after {}), predicted {predicted}; vs twin: {stats}",
+        args.heads,
+        args.threads,
+        loadavg()
+    );
+    Ok(())
+}
