@@ -7,6 +7,7 @@
 mod chebyshev;
 mod error;
 mod functions;
+mod inverse;
 mod remez;
 mod report;
 mod sign;
@@ -14,6 +15,7 @@ mod sign;
 pub use chebyshev::Chebyshev;
 pub use error::{ApproxError, Result};
 pub use functions::{Approximation, erf, gelu, gelu_exact, inv_sqrt, reciprocal, silu, silu_exact};
+pub use inverse::{FirstGuess, InvSqrtRecipe, InverseMethod, ReciprocalRecipe, inv_sqrt_constant};
 pub use remez::{ErrorWeight, Minimax, RemezOptions, remez};
 pub use report::{DEFAULT_GRID, ErrorReport};
 pub use sign::{CompositeRelu, CompositeSign, cheon_f, minimax_sign_stage};

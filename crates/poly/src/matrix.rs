@@ -1,0 +1,106 @@
+//! A dense row-major `f64` matrix and the products the model needs.
+
+use rayon::prelude::*;
+
+use crate::error::{PolyError, Result};
+
+/// A dense row-major matrix of `f64`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Matrix {
+    /// Number of rows.
+    pub rows: usize,
+    /// Number of columns.
+    pub cols: usize,
+    /// `rows * cols` values, row after row.
+    pub data: Vec<f64>,
+}
+
+impl Matrix {
+    /// A matrix from row-major values.
+    ///
+    /// # Errors
+    /// `data.len() != rows * cols`.
+    pub fn new(rows: usize, cols: usize, data: Vec<f64>) -> Result<Self> {
+        if data.len() != rows * cols {
+            return Err(PolyError::Shape {
+                expected: format!("{rows} x {cols} = {} values", rows * cols),
+                got: format!("{} values", data.len()),
+            });
+        }
+        Ok(Self { rows, cols, data })
+    }
+
+    /// The zero matrix.
+    pub fn zeros(rows: usize, cols: usize) -> Self {
+        Self {
+            rows,
+            cols,
+            data: vec![0.0; rows * cols],
+        }
+    }
+
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> &[f64] {
+        &self.data[i * self.cols..(i + 1) * self.cols]
+    }
+
+    /// Row `i`, mutable.
+    pub fn row_mut(&mut self, i: usize) -> &mut [f64] {
+        &mut self.data[i * self.cols..(i + 1) * self.cols]
+    }
+
+    /// `self W^T (+ b)` for a weight `w` `(out, in)` as in PyTorch: `(rows, in) -> (rows, out)`.
+    pub(crate) fn linear(&self, w: &Matrix, b: Option<&[f64]>) -> Matrix {
+        debug_assert_eq!(self.cols, w.cols);
+        let out = w.rows;
+        let mut y = Matrix::zeros(self.rows, out);
+        // Parallel over output columns in chunks (tokens are few, features many).
+        let cols: Vec<Vec<f64>> = (0..out)
+            .into_par_iter()
+            .with_min_len(16)
+            .map(|o| {
+                let wr = w.row(o);
+                let bias = b.map_or(0.0, |b| b[o]);
+                (0..self.rows)
+                    .map(|t| dot(self.row(t), wr) + bias)
+                    .collect()
+            })
+            .collect();
+        for (o, col) in cols.iter().enumerate() {
+            for (t, v) in col.iter().enumerate() {
+                y.data[t * out + o] = *v;
+            }
+        }
+        y
+    }
+}
+
+/// Dot product with eight independent accumulators (vectorizes; fixed summation order).
+pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    let tail: f64 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f64>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_matches_naive() {
+        let x = Matrix::new(2, 3, vec![1.0, 2.0, 3.0, -1.0, 0.5, 2.0]).unwrap();
+        let w = Matrix::new(2, 3, vec![1.0, 0.0, -1.0, 2.0, 1.0, 0.0]).unwrap();
+        let y = x.linear(&w, Some(&[0.5, -0.5]));
+        assert_eq!(y.data, vec![-1.5, 3.5, -2.5, -2.0]);
+        assert!(Matrix::new(2, 2, vec![0.0; 3]).is_err());
+        let a: Vec<f64> = (0..19).map(|i| i as f64).collect();
+        assert_eq!(dot(&a, &a), (0..19).map(|i| (i * i) as f64).sum::<f64>());
+    }
+}

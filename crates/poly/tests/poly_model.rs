@@ -1,0 +1,150 @@
+//! PolyModel against psf-model's candle forward on tiny random models (NeoX and Llama with
+//! grouped-query attention), calibration, and out-of-interval counting.
+
+use candle_core::Device;
+use psf_model::model::var_tensors;
+use psf_model::{Model, ModelConfig, ModelConfigLiteral};
+use psf_poly::{
+    CalibrationOptions, Mode, ObservedRanges, PolyModel, PolyOp, PolyWeights, calibrate,
+    candle_logits, compare,
+};
+
+fn literal(neox: bool) -> ModelConfigLiteral {
+    let json = if neox {
+        r#"{"model_type":"gpt_neox","vocab_size":64,"hidden_size":32,"num_hidden_layers":2,
+            "num_attention_heads":4,"intermediate_size":64,"max_position_embeddings":16,
+            "rotary_pct":0.5,"attention_norm":{"kind":"power","p":4,"eps":0.001}}"#
+    } else {
+        r#"{"model_type":"llama","vocab_size":64,"hidden_size":32,"num_hidden_layers":2,
+            "num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":48,
+            "max_position_embeddings":16,"tie_word_embeddings":true,
+            "attention_norm":{"kind":"power","p":4,"eps":0.001}}"#
+    };
+    serde_json::from_str(json).unwrap()
+}
+
+/// A random model with larger-than-default weights (so scores and activations are not tiny).
+fn random(neox: bool, seed: u64) -> (Model, ModelConfig, PolyWeights) {
+    let cfg = literal(neox).try_build().unwrap();
+    let dev = Device::Cpu;
+    let (_, varmap) = Model::init_random(&cfg, seed, &dev).unwrap();
+    for (name, var) in psf_model::model::named_vars(&varmap) {
+        if name.ends_with("weight") && var.rank() == 2 {
+            var.set(&(var.as_tensor() * 8.0).unwrap()).unwrap();
+        }
+    }
+    let model = Model::with_varmap(&cfg, &varmap, seed, &dev).unwrap();
+    let weights = PolyWeights::from_tensors(var_tensors(&varmap), cfg.clone()).unwrap();
+    (model, cfg, weights)
+}
+
+fn ids(n: usize, seed: u32) -> Vec<u32> {
+    (0..n as u32)
+        .map(|i| (i.wrapping_mul(2654435761) ^ seed) % 64)
+        .collect()
+}
+
+fn spec_for(model: &Model, cfg: &ModelConfig, opts: &CalibrationOptions) -> psf_poly::PolySpec {
+    let windows: Vec<Vec<u32>> = (0..6).map(|s| ids(16, s * 7 + 1)).collect();
+    let ranges = ObservedRanges::record(model, cfg, &windows).unwrap();
+    calibrate(cfg, &ranges, opts).unwrap()
+}
+
+#[test]
+fn exact_mode_matches_candle() {
+    for neox in [true, false] {
+        let (model, cfg, weights) = random(neox, 3);
+        let spec = spec_for(&model, &cfg, &CalibrationOptions::default());
+        let poly = PolyModel::new(weights, spec).unwrap();
+        let x = ids(16, 99);
+        let want = candle_logits(&model, &x).unwrap();
+        let got = poly.forward_ids(&x, Mode::Exact).unwrap().logits;
+        let scale = want.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let err = want
+            .data
+            .iter()
+            .zip(&got.data)
+            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        assert!(scale > 0.1, "logits too small to test: {scale}");
+        assert!(
+            err < 1e-4 * scale.max(1.0),
+            "neox {neox}: max err {err}, scale {scale}"
+        );
+        // Requested positions only.
+        let at = poly.forward_at(&poly.weights().embed(&x).unwrap(), &[3, 15], Mode::Exact);
+        let at = at.unwrap().logits;
+        assert_eq!(at.row(1), got.row(15));
+    }
+}
+
+#[test]
+fn polynomial_mode_tracks_exact_and_counts_ranges() {
+    let (model, cfg, weights) = random(true, 5);
+    let opts = CalibrationOptions {
+        target_rel_error: 1e-7,
+        activation_degree: 24,
+        ..Default::default()
+    };
+    let spec = spec_for(&model, &cfg, &opts);
+    let calib: Vec<Vec<u32>> = (0..6).map(|s| ids(17, s * 7 + 1)).collect();
+    let poly = PolyModel::new(weights.clone(), spec.clone()).unwrap();
+    let cmp = compare(&poly, &calib).unwrap();
+    assert_eq!(cmp.agreement(), 1.0);
+    assert!(cmp.ppl_rel_change().abs() < 1e-3, "{cmp:?}");
+    assert!(cmp.out_of_range.total() > 0);
+
+    // Shrink every interval: inputs now fall outside and are counted per op.
+    let mut narrow = spec;
+    for l in &mut narrow.layers {
+        l.norm1.b = l.norm1.a * 1.01;
+        l.reciprocal.a = l.reciprocal.b * 0.99;
+        l.activation =
+            psf_poly::ActivationSpec::fit(l.activation.function, (-0.01, 0.01), 4).unwrap();
+    }
+    let poly = PolyModel::new(weights, narrow).unwrap();
+    let f = poly.forward_ids(&ids(16, 4), Mode::Exact).unwrap();
+    for op in [PolyOp::Norm1, PolyOp::Reciprocal, PolyOp::Activation] {
+        let c = f.out_of_range.sites[&psf_poly::OpSite { layer: 0, op }];
+        assert!(c.outside > 0 && c.outside <= c.total, "{op:?}: {c:?}");
+    }
+    assert_eq!(
+        f.out_of_range.sites[&psf_poly::OpSite {
+            layer: 0,
+            op: PolyOp::Norm2
+        }]
+            .outside,
+        0
+    );
+}
+
+#[test]
+fn rejects_bad_inputs() {
+    let (model, cfg, weights) = random(false, 7);
+    let spec = spec_for(&model, &cfg, &CalibrationOptions::default());
+    let mut short = spec.clone();
+    short.layers.pop();
+    assert!(PolyModel::new(weights.clone(), short).is_err());
+    let poly = PolyModel::new(weights, spec).unwrap();
+    assert!(poly.forward_ids(&[64], Mode::Exact).is_err());
+    assert!(poly.forward_ids(&ids(17, 1), Mode::Exact).is_err());
+    let x = poly.weights().embed(&ids(4, 1)).unwrap();
+    assert!(poly.forward_at(&x, &[4], Mode::Exact).is_err());
+}
+
+#[test]
+fn weights_from_a_checkpoint_dir_and_spec_round_trip() {
+    let (_, cfg, _) = random(true, 9);
+    let dir = tempfile::tempdir().unwrap();
+    let (_, varmap) = Model::init_random(&cfg, 9, &Device::Cpu).unwrap();
+    candle_core::safetensors::save(&var_tensors(&varmap), dir.path().join("model.safetensors"))
+        .unwrap();
+    cfg.to_literal()
+        .to_file(dir.path().join("config.json"))
+        .unwrap();
+    let w = PolyWeights::from_dir(dir.path()).unwrap();
+    assert_eq!(w.layers.len(), 2);
+    let mut softmax = cfg.to_literal();
+    softmax.attention_norm = None;
+    softmax.to_file(dir.path().join("config.json")).unwrap();
+    assert!(PolyWeights::from_dir(dir.path()).is_err());
+}
