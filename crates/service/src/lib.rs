@@ -1,2 +1,28 @@
 //! psf-service: the HTTP server (sessions, uploaded evaluation keys, encrypted jobs, limits,
 //! typed JSON errors) and the client library that talks to it (DESIGN.md §5).
+//!
+//! - [`server::Server`]: axum routes ([`api`]), sessions with memory accounting
+//!   ([`session`]), the blocking worker pool ([`jobs`]), health and metrics, graceful shutdown;
+//! - [`workload::Engine`]: what a session's jobs compute (the [`probe`] layer);
+//! - [`client::Client`] and [`client::ClientKeys`]: the other side;
+//! - [`frame`]: the ciphertext batches of job bodies, on top of the PSFW wire format.
+
+pub mod api;
+pub mod client;
+mod error;
+pub mod frame;
+pub mod fuzzing;
+pub mod jobs;
+mod limits;
+pub mod metrics;
+pub mod probe;
+pub mod server;
+pub mod session;
+pub mod workload;
+
+pub use client::{Client, ClientKeys};
+pub use error::{ErrorBody, Result, ServiceError};
+pub use limits::Limits;
+pub use probe::{Probe, ProbeSpec};
+pub use server::Server;
+pub use workload::Engine;

@@ -1,0 +1,97 @@
+//! The JSON documents of the HTTP API, shared by the server and the client.
+//!
+//! Endpoints (all under `/v1`):
+//!
+//! | method | path                    | body in               | answer                      |
+//! |--------|-------------------------|-----------------------|-----------------------------|
+//! | GET    | `/health`               |                       | [`Health`]                  |
+//! | GET    | `/metrics`              |                       | Prometheus text             |
+//! | GET    | `/info`                 |                       | [`ServerInfo`]              |
+//! | GET    | `/params`               |                       | parameters (PSFW)           |
+//! | POST   | `/sessions`             | evaluation keys (PSFW)| 201 [`SessionCreated`]      |
+//! | GET    | `/sessions/{id}`        |                       | [`SessionStatus`]           |
+//! | DELETE | `/sessions/{id}`        |                       | 204                         |
+//! | POST   | `/sessions/{id}/forward`| ciphertext batch      | ciphertext batch            |
+//! | POST   | `/sessions/{id}/step`   | ciphertext batch      | ciphertext batch            |
+//! | POST   | `/sessions/{id}/reset`  |                       | [`SessionStatus`]           |
+//!
+//! Binary bodies are `application/octet-stream` (batches: [`crate::frame`]); every error is
+//! answered with its status and a [`crate::ErrorBody`].
+
+use serde::{Deserialize, Serialize};
+
+/// What `/health` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// `"ok"`, or `"shutting_down"`.
+    pub status: String,
+    /// Open sessions.
+    pub sessions: usize,
+    /// Jobs running now.
+    pub jobs_running: usize,
+}
+
+/// The evaluation keys a workload needs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct KeyRequirements {
+    /// Whether the relinearization key is needed.
+    pub relinearization: bool,
+    /// Galois elements of the rotation/conjugation keys, sorted.
+    pub galois_elements: Vec<usize>,
+}
+
+/// What the inputs of one job must look like.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputShape {
+    /// Ciphertexts per request.
+    pub ciphertexts: usize,
+    /// Level every input ciphertext must be at.
+    pub level: usize,
+    /// `log2` of the slot count of the inputs.
+    pub log_slots: u32,
+    /// `log2` of the scale of the inputs.
+    pub log_scale: f64,
+}
+
+/// What `/info` answers: the parameters, the workload and its key needs, and the limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// Service version (the crate's).
+    pub version: String,
+    /// Name of the parameter set.
+    pub params_name: String,
+    /// Parameter fingerprint (hex), as in every PSFW header.
+    pub params_fingerprint: String,
+    /// Workload kind, e.g. `"probe"`.
+    pub workload: String,
+    /// Its description (JSON; for `probe`, a [`crate::ProbeSpec`]).
+    pub workload_spec: serde_json::Value,
+    /// Keys a session must upload.
+    pub keys: KeyRequirements,
+    /// Inputs of `forward` and `step`.
+    pub input: InputShape,
+    /// The server's limits.
+    pub limits: crate::Limits,
+}
+
+/// What `POST /sessions` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionCreated {
+    /// The session id (128 random bits, hex): present it on every later call.
+    pub session_id: String,
+    /// Bytes of key material held for the session.
+    pub key_bytes: u64,
+}
+
+/// What `GET /sessions/{id}` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionStatus {
+    /// The session id.
+    pub session_id: String,
+    /// Steps in the encrypted cache.
+    pub cached_steps: usize,
+    /// Bytes held for the session: keys plus encrypted state.
+    pub bytes: u64,
+    /// Jobs completed in the session.
+    pub jobs: u64,
+}

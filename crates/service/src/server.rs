@@ -1,0 +1,504 @@
+//! The HTTP server (axum): sessions created by uploading evaluation keys, jobs on encrypted
+//! inputs, health and metrics, graceful shutdown. Routes: [`crate::api`].
+//!
+//! Bodies are streamed and counted against their limit as they arrive (a declared
+//! `Content-Length` over the limit is refused before reading); decoding and evaluation run on
+//! the [`JobPool`]. Logs name sessions by the first 8 characters of their id and never hold
+//! key material, ciphertexts or values.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::BodyExt;
+use psf_ckks::serialization::WireDecode;
+use psf_ckks::{EvaluationKeys, Evaluator};
+use tokio::sync::Semaphore;
+
+use crate::api::{Health, ServerInfo, SessionCreated, SessionStatus};
+use crate::jobs::JobPool;
+use crate::metrics::{Gauges, Metrics};
+use crate::session::{Session, SessionStore, short_id};
+use crate::workload::Engine;
+use crate::{Limits, Result, ServiceError, frame};
+
+/// Shared state of a running server.
+pub struct AppState {
+    engine: Arc<Engine>,
+    limits: Limits,
+    store: Arc<SessionStore>,
+    metrics: Metrics,
+    jobs: JobPool,
+    uploads: Arc<Semaphore>,
+    shutting_down: AtomicBool,
+}
+
+impl AppState {
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The sessions.
+    pub fn sessions(&self) -> &SessionStore {
+        &self.store
+    }
+
+    fn gauges(&self) -> Gauges {
+        Gauges {
+            sessions: self.store.len(),
+            jobs_running: self.jobs.running(),
+            jobs_queued: self.jobs.queued(),
+            memory_used: self.store.used(),
+            memory_budget: self.store.budget(),
+        }
+    }
+
+    fn fail(&self, e: ServiceError) -> Response {
+        self.metrics.error(e.code());
+        if e.status().is_server_error() {
+            tracing::warn!(code = e.code(), "request failed: {e}");
+        } else {
+            tracing::debug!(code = e.code(), "request refused: {e}");
+        }
+        e.into_response()
+    }
+
+    fn open(&self) -> Result<()> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(ServiceError::ShuttingDown);
+        }
+        Ok(())
+    }
+}
+
+/// A configured server.
+pub struct Server {
+    state: Arc<AppState>,
+}
+
+type Shared = State<Arc<AppState>>;
+
+impl Server {
+    /// A server running `engine` within `limits`.
+    pub fn new(engine: Engine, limits: Limits) -> Self {
+        let state = AppState {
+            engine: Arc::new(engine),
+            store: Arc::new(SessionStore::new(
+                limits.max_sessions,
+                limits.memory_budget_bytes,
+            )),
+            metrics: Metrics::default(),
+            jobs: JobPool::new(limits.max_concurrent_jobs, limits.max_queued_jobs),
+            uploads: Arc::new(Semaphore::new(limits.max_concurrent_uploads.max(1))),
+            shutting_down: AtomicBool::new(false),
+            limits,
+        };
+        Self {
+            state: Arc::new(state),
+        }
+    }
+
+    /// The shared state (for inspection by tests and the embedding program).
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// The routes.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v1/health", get(health))
+            .route("/v1/metrics", get(metrics))
+            .route("/v1/info", get(info))
+            .route("/v1/params", get(params))
+            .route("/v1/sessions", post(create_session))
+            .route(
+                "/v1/sessions/{id}",
+                get(session_status).delete(close_session),
+            )
+            .route("/v1/sessions/{id}/forward", post(forward))
+            .route("/v1/sessions/{id}/step", post(step))
+            .route("/v1/sessions/{id}/reset", post(reset))
+            .fallback(not_found)
+            .with_state(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then stops accepting, refuses new jobs
+    /// and waits for the requests in flight. Idle sessions are dropped meanwhile.
+    ///
+    /// # Errors
+    /// An I/O error of the listener.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let reaper = tokio::spawn(reap(self.state.clone()));
+        let state = self.state.clone();
+        let result = axum::serve(listener, self.router())
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutting down: refusing new work, finishing requests in flight");
+                state.shutting_down.store(true, Ordering::SeqCst);
+            })
+            .await;
+        reaper.abort();
+        self.state.jobs.close();
+        result
+    }
+}
+
+async fn reap(state: Arc<AppState>) {
+    let idle = Duration::from_secs(state.limits.session_idle_secs);
+    let mut tick = tokio::time::interval((idle / 4).max(Duration::from_secs(1)));
+    loop {
+        tick.tick().await;
+        let store = state.store.clone();
+        if let Ok(n) = tokio::task::spawn_blocking(move || store.expire(idle)).await
+            && n > 0
+        {
+            state.metrics.add(&state.metrics.sessions_expired, n as u64);
+            tracing::info!(expired = n, "idle sessions dropped");
+        }
+    }
+}
+
+/// Answers `result`, recording an error.
+fn answer<T: IntoResponse>(state: &AppState, result: Result<T>) -> Response {
+    match result {
+        Ok(r) => r.into_response(),
+        Err(e) => state.fail(e),
+    }
+}
+
+fn binary(bytes: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+}
+
+async fn health(State(state): Shared) -> Response {
+    let status = if state.shutting_down.load(Ordering::SeqCst) {
+        "shutting_down"
+    } else {
+        "ok"
+    };
+    axum::Json(Health {
+        status: status.into(),
+        sessions: state.store.len(),
+        jobs_running: state.jobs.running(),
+    })
+    .into_response()
+}
+
+async fn metrics(State(state): Shared) -> Response {
+    let text = state.metrics.render(&state.gauges());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn info(State(state): Shared) -> Response {
+    let e = &state.engine;
+    axum::Json(ServerInfo {
+        version: env!("CARGO_PKG_VERSION").into(),
+        params_name: e.params().ring().name().into(),
+        params_fingerprint: format!(
+            "{:016x}",
+            psf_ckks::serialization::parameters_fingerprint(e.params().ring())
+        ),
+        workload: e.name().into(),
+        workload_spec: e.spec_json(),
+        keys: e.keys(),
+        input: e.input_shape(),
+        limits: state.limits.clone(),
+    })
+    .into_response()
+}
+
+async fn params(State(state): Shared) -> Response {
+    binary(state.engine.params().to_bytes())
+}
+
+async fn not_found(State(state): Shared, method: Method, uri: Uri) -> Response {
+    state.fail(ServiceError::NotFound {
+        method: method.to_string(),
+        path: uri.path().into(),
+    })
+}
+
+/// Reads `body` to its end, refusing more than `limit` bytes (as declared or as received)
+/// and bodies that take longer than the upload timeout.
+async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    what: &'static str,
+    limit: u64,
+) -> Result<Vec<u8>> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(size) = declared.filter(|&s| s > limit) {
+        return Err(ServiceError::PayloadTooLarge { what, size, limit });
+    }
+    let timeout = Duration::from_secs(state.limits.upload_timeout_secs);
+    let read = async {
+        let mut body = body;
+        let mut out = Vec::with_capacity(declared.unwrap_or(0) as usize);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ServiceError::BodyRead {
+                reason: e.to_string(),
+            })?;
+            if let Ok(data) = frame.into_data() {
+                let size = (out.len() + data.len()) as u64;
+                if size > limit {
+                    return Err(ServiceError::PayloadTooLarge { what, size, limit });
+                }
+                out.extend_from_slice(&data);
+            }
+        }
+        Ok(out)
+    };
+    let out = tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| ServiceError::BodyRead {
+            reason: format!("not received within {} s", timeout.as_secs()),
+        })??;
+    state
+        .metrics
+        .add(&state.metrics.bytes_received, out.len() as u64);
+    Ok(out)
+}
+
+async fn create_session(State(state): Shared, headers: HeaderMap, body: Body) -> Response {
+    let result = create_session_inner(&state, &headers, body).await;
+    answer(&state, result.map(|c| (StatusCode::CREATED, axum::Json(c))))
+}
+
+async fn create_session_inner(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<SessionCreated> {
+    state.open()?;
+    state.store.check_capacity()?;
+    let _upload = state
+        .uploads
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ServiceError::Busy {
+            running: state.jobs.running(),
+            queued: state.jobs.queued(),
+        })?;
+    let limit = state.limits.max_key_bytes;
+    let bytes = read_body(state, headers, body, "evaluation keys", limit).await?;
+    let key_bytes = bytes.len() as u64;
+    state.store.reserve(key_bytes)?;
+    let (engine, store) = (state.engine.clone(), state.store.clone());
+    let t = Instant::now();
+    let made = state
+        .jobs
+        .run(move || {
+            let keys = EvaluationKeys::from_bytes(&bytes, engine.params()).map_err(|source| {
+                ServiceError::Decode {
+                    what: "evaluation keys",
+                    source,
+                }
+            })?;
+            drop(bytes);
+            engine.check_keys(&keys)?;
+            store.insert(Evaluator::new(engine.params(), keys), key_bytes)
+        })
+        .await;
+    let session = made.inspect_err(|e| {
+        if !matches!(e, ServiceError::TooManySessions { .. }) {
+            state.store.release(key_bytes);
+        }
+    })?;
+    state.metrics.add(&state.metrics.sessions_created, 1);
+    state
+        .metrics
+        .job_ok("create_session", t.elapsed().as_secs_f64());
+    tracing::info!(
+        session = short_id(session.id()),
+        key_bytes,
+        "session created"
+    );
+    Ok(SessionCreated {
+        session_id: session.id().into(),
+        key_bytes,
+    })
+}
+
+async fn status_of(state: &AppState, session: Arc<Session>) -> Result<SessionStatus> {
+    let (steps, bytes) = state
+        .jobs
+        .run({
+            let session = session.clone();
+            move || Ok(session.usage())
+        })
+        .await?;
+    Ok(SessionStatus {
+        session_id: session.id().into(),
+        cached_steps: steps,
+        bytes,
+        jobs: session.jobs(),
+    })
+}
+
+async fn session_status(State(state): Shared, Path(id): Path<String>) -> Response {
+    let result = match state.store.get(&id) {
+        Ok(session) => status_of(&state, session).await,
+        Err(e) => Err(e),
+    };
+    answer(&state, result.map(axum::Json))
+}
+
+async fn close_session(State(state): Shared, Path(id): Path<String>) -> Response {
+    let store = state.store.clone();
+    let result = tokio::task::spawn_blocking(move || store.remove(&id))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ServiceError::Internal {
+                reason: "closing the session failed".into(),
+            })
+        });
+    if result.is_ok() {
+        state.metrics.add(&state.metrics.sessions_closed, 1);
+    }
+    answer(&state, result.map(|()| StatusCode::NO_CONTENT))
+}
+
+async fn reset(State(state): Shared, Path(id): Path<String>) -> Response {
+    let result = async {
+        let session = state.store.get(&id)?;
+        let (s, store) = (session.clone(), state.store.clone());
+        state
+            .jobs
+            .run(move || {
+                let mut guard = s.try_state()?;
+                store.release(guard.bytes());
+                guard.clear();
+                Ok(())
+            })
+            .await?;
+        status_of(&state, session).await
+    }
+    .await;
+    answer(&state, result.map(axum::Json))
+}
+
+/// Which job a request runs.
+#[derive(Clone, Copy)]
+enum JobKind {
+    Forward,
+    Step,
+}
+
+async fn forward(
+    State(state): Shared,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = run_job(&state, &id, &headers, body, JobKind::Forward).await;
+    answer(&state, result.map(binary))
+}
+
+async fn step(
+    State(state): Shared,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = run_job(&state, &id, &headers, body, JobKind::Step).await;
+    answer(&state, result.map(binary))
+}
+
+async fn run_job(
+    state: &Arc<AppState>,
+    id: &str,
+    headers: &HeaderMap,
+    body: Body,
+    kind: JobKind,
+) -> Result<Vec<u8>> {
+    state.open()?;
+    let session = state.store.get(id)?;
+    let limit = state.limits.max_input_bytes;
+    let bytes = read_body(state, headers, body, "ciphertext batch", limit).await?;
+    let reserved = match kind {
+        JobKind::Forward => 0,
+        JobKind::Step => state.engine.step_bytes(),
+    };
+    state.store.reserve(reserved)?;
+    let (engine, store, s) = (state.engine.clone(), state.store.clone(), session.clone());
+    let (max_batch, max_steps) = (state.limits.max_batch, state.limits.max_cache_steps);
+    let t = Instant::now();
+    let out = state
+        .jobs
+        .run(move || {
+            let result = job(
+                &engine, &s, &bytes, kind, max_batch, max_steps, &store, reserved,
+            );
+            if result.is_err() {
+                store.release(reserved);
+            }
+            result
+        })
+        .await?;
+    let name = match kind {
+        JobKind::Forward => "forward",
+        JobKind::Step => "step",
+    };
+    state.metrics.job_ok(name, t.elapsed().as_secs_f64());
+    state
+        .metrics
+        .add(&state.metrics.bytes_sent, out.len() as u64);
+    tracing::info!(
+        session = short_id(session.id()),
+        job = name,
+        ms = t.elapsed().as_millis() as u64,
+        "job done"
+    );
+    Ok(out)
+}
+
+/// The blocking part of a job: decode, evaluate, encode. For a step, the reservation is
+/// settled against what the cache grew by.
+#[allow(clippy::too_many_arguments)]
+fn job(
+    engine: &Engine,
+    session: &Session,
+    bytes: &[u8],
+    kind: JobKind,
+    max_batch: usize,
+    max_steps: usize,
+    store: &SessionStore,
+    reserved: u64,
+) -> Result<Vec<u8>> {
+    let inputs = frame::decode_ciphertexts(bytes, engine.params(), 1, max_batch)?;
+    let outputs = match kind {
+        JobKind::Forward => engine.forward(session.evaluator(), &inputs)?,
+        JobKind::Step => {
+            let mut state = session.try_state()?;
+            if state.steps() >= max_steps {
+                return Err(ServiceError::CacheFull {
+                    steps: state.steps(),
+                    limit: max_steps,
+                });
+            }
+            let before = state.bytes();
+            let out = engine.step(session.evaluator(), &mut state, &inputs)?;
+            let grown = state.bytes() - before;
+            store.release(reserved.saturating_sub(grown));
+            out
+        }
+    };
+    session.job_done();
+    Ok(frame::encode_ciphertexts(&outputs))
+}

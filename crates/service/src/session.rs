@@ -1,0 +1,239 @@
+//! Sessions: a client's evaluation keys (inside its own [`Evaluator`]) and its encrypted
+//! state, under an unguessable id, with the memory of all sessions accounted against a
+//! budget. A session's keys and ciphertexts are reachable only through its own id.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
+
+use psf_ckks::Evaluator;
+
+use crate::workload::EncryptedState;
+use crate::{Result, ServiceError};
+
+/// One client's session.
+pub struct Session {
+    id: String,
+    evaluator: Evaluator,
+    key_bytes: u64,
+    state: Mutex<EncryptedState>,
+    last_used: Mutex<Instant>,
+    jobs: std::sync::atomic::AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking job cannot leave these in a state worse than "as the job left it"; the
+    // encrypted state is only ever pushed to or popped as a whole.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Session {
+    /// The id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The evaluator holding the session's keys.
+    pub fn evaluator(&self) -> &Evaluator {
+        &self.evaluator
+    }
+
+    /// Bytes of key material.
+    pub fn key_bytes(&self) -> u64 {
+        self.key_bytes
+    }
+
+    /// The encrypted state, if no other job holds it.
+    ///
+    /// # Errors
+    /// [`ServiceError::SessionBusy`].
+    pub fn try_state(&self) -> Result<MutexGuard<'_, EncryptedState>> {
+        match self.state.try_lock() {
+            Ok(g) => Ok(g),
+            Err(TryLockError::Poisoned(e)) => Ok(e.into_inner()),
+            Err(TryLockError::WouldBlock) => Err(ServiceError::SessionBusy {
+                id: short_id(&self.id),
+            }),
+        }
+    }
+
+    /// Steps in the encrypted state and bytes held (keys plus state); waits for a running
+    /// job.
+    pub fn usage(&self) -> (usize, u64) {
+        let s = lock(&self.state);
+        (s.steps(), self.key_bytes + s.bytes())
+    }
+
+    /// Jobs completed.
+    pub fn jobs(&self) -> u64 {
+        self.jobs.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Counts a completed job.
+    pub fn job_done(&self) {
+        self.jobs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn touch(&self) {
+        *lock(&self.last_used) = Instant::now();
+    }
+
+    fn idle_for(&self) -> Duration {
+        lock(&self.last_used).elapsed()
+    }
+}
+
+/// The first 8 characters of an id: what logs and error messages show (the full id is a
+/// bearer capability).
+pub fn short_id(id: &str) -> String {
+    id.chars().take(8).collect()
+}
+
+struct Inner {
+    sessions: HashMap<String, Arc<Session>>,
+    /// Bytes accounted: keys and state of every session plus reservations.
+    used: u64,
+}
+
+/// All sessions, with their memory accounting.
+pub struct SessionStore {
+    inner: Mutex<Inner>,
+    max_sessions: usize,
+    budget: u64,
+}
+
+impl SessionStore {
+    /// An empty store for at most `max_sessions` sessions and `budget` bytes.
+    pub fn new(max_sessions: usize, budget: u64) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                sessions: HashMap::new(),
+                used: 0,
+            }),
+            max_sessions,
+            budget,
+        }
+    }
+
+    /// Reserves `bytes` of the budget (released by [`Self::release`] or kept by a session).
+    ///
+    /// # Errors
+    /// [`ServiceError::MemoryBudget`].
+    pub fn reserve(&self, bytes: u64) -> Result<()> {
+        let mut inner = lock(&self.inner);
+        let available = self.budget.saturating_sub(inner.used);
+        if bytes > available {
+            return Err(ServiceError::MemoryBudget {
+                needed: bytes,
+                available,
+                budget: self.budget,
+            });
+        }
+        inner.used += bytes;
+        Ok(())
+    }
+
+    /// Returns `bytes` to the budget.
+    pub fn release(&self, bytes: u64) {
+        let mut inner = lock(&self.inner);
+        inner.used = inner.used.saturating_sub(bytes);
+    }
+
+    /// Bytes accounted now.
+    pub fn used(&self) -> u64 {
+        lock(&self.inner).used
+    }
+
+    /// The budget.
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
+    /// Open sessions.
+    pub fn len(&self) -> usize {
+        lock(&self.inner).sessions.len()
+    }
+
+    /// Whether no session is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Fails when no further session may be opened (checked before an upload is read).
+    ///
+    /// # Errors
+    /// [`ServiceError::TooManySessions`].
+    pub fn check_capacity(&self) -> Result<()> {
+        if self.len() >= self.max_sessions {
+            return Err(ServiceError::TooManySessions {
+                limit: self.max_sessions,
+            });
+        }
+        Ok(())
+    }
+
+    /// Opens a session with `evaluator` whose `key_bytes` are already reserved; on error the
+    /// reservation is released.
+    ///
+    /// # Errors
+    /// [`ServiceError::TooManySessions`].
+    pub fn insert(&self, evaluator: Evaluator, key_bytes: u64) -> Result<Arc<Session>> {
+        let mut inner = lock(&self.inner);
+        if inner.sessions.len() >= self.max_sessions {
+            inner.used = inner.used.saturating_sub(key_bytes);
+            return Err(ServiceError::TooManySessions {
+                limit: self.max_sessions,
+            });
+        }
+        let id = loop {
+            let id = format!("{:032x}", rand::random::<u128>());
+            if !inner.sessions.contains_key(&id) {
+                break id;
+            }
+        };
+        let session = Arc::new(Session {
+            id: id.clone(),
+            evaluator,
+            key_bytes,
+            state: Mutex::new(EncryptedState::default()),
+            last_used: Mutex::new(Instant::now()),
+            jobs: Default::default(),
+        });
+        inner.sessions.insert(id, session.clone());
+        Ok(session)
+    }
+
+    /// The session `id`, marked as used now.
+    ///
+    /// # Errors
+    /// [`ServiceError::UnknownSession`].
+    pub fn get(&self, id: &str) -> Result<Arc<Session>> {
+        let session = lock(&self.inner).sessions.get(id).cloned();
+        let session = session.ok_or_else(|| ServiceError::UnknownSession { id: short_id(id) })?;
+        session.touch();
+        Ok(session)
+    }
+
+    /// Closes the session `id` and returns its memory to the budget.
+    ///
+    /// # Errors
+    /// [`ServiceError::UnknownSession`].
+    pub fn remove(&self, id: &str) -> Result<()> {
+        let session = lock(&self.inner).sessions.remove(id);
+        let session = session.ok_or_else(|| ServiceError::UnknownSession { id: short_id(id) })?;
+        let (_, bytes) = session.usage();
+        self.release(bytes);
+        Ok(())
+    }
+
+    /// Closes the sessions unused for longer than `idle`; returns how many.
+    pub fn expire(&self, idle: Duration) -> usize {
+        let expired: Vec<String> = lock(&self.inner)
+            .sessions
+            .values()
+            .filter(|s| s.idle_for() > idle)
+            .map(|s| s.id.clone())
+            .collect();
+        expired.iter().filter(|id| self.remove(id).is_ok()).count()
+    }
+}
