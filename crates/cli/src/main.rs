@@ -5,11 +5,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod anchor;
 mod bench_ckks;
+mod client;
 mod bench_costs;
 mod bench_softmax;
 mod cost_check;
 mod demo;
 mod keys_cmd;
+mod serve;
 mod timing;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +40,13 @@ enum Command {
     Encrypt(keys_cmd::EncryptArgs),
     /// Decrypts a ciphertext with a key directory's secret key.
     Decrypt(keys_cmd::DecryptArgs),
+    /// Serves encrypted jobs over HTTP (sessions with uploaded evaluation keys).
+    Serve(serve::ServeArgs),
+    /// Runs the whole client flow against a server: keys, session, encrypted job, decryption.
+    Infer(client::InferArgs),
+    /// The client's steps one by one, on files.
+    #[command(subcommand)]
+    Client(client::ClientCommand),
 }
 
 #[derive(Subcommand)]
@@ -63,5 +72,8 @@ fn main() -> anyhow::Result<()> {
         Command::Keygen(args) => keys_cmd::keygen(&args),
         Command::Encrypt(args) => keys_cmd::encrypt(&args),
         Command::Decrypt(args) => keys_cmd::decrypt(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Infer(args) => client::infer(&args),
+        Command::Client(cmd) => client::client(&cmd),
     }
 }

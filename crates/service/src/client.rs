@@ -54,6 +54,21 @@ impl ClientKeys {
         })
     }
 
+    /// Keys loaded from elsewhere (e.g. a key directory).
+    pub fn from_parts(
+        params: &CkksParameters,
+        secret: SecretKey,
+        public: PublicKey,
+        evaluation: EvaluationKeys,
+    ) -> Self {
+        Self {
+            params: params.clone(),
+            secret,
+            public,
+            evaluation,
+        }
+    }
+
     /// The parameters.
     pub fn params(&self) -> &CkksParameters {
         &self.params

@@ -1,0 +1,243 @@
+//! `psformer infer` (the whole client flow against a server in one command) and
+//! `psformer client ...` (its steps on files: a key directory in the layout of
+//! `psformer keygen`, session ids, ciphertexts).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use psf_ckks::serialization::{WireDecode, WireEncode, WireEncodeSecret};
+use psf_ckks::{CkksParameters, EvaluationKeys, PrecisionStats};
+use psf_service::{Client, ClientKeys, Probe, ProbeSpec};
+
+/// Arguments of `infer`.
+#[derive(clap::Args)]
+pub struct InferArgs {
+    /// Server URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Input values (comma separated; repeated over the slots).
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    values: Vec<f64>,
+    /// Also run this many `step`s (the encrypted cache), each on the same input.
+    #[arg(long, default_value_t = 0)]
+    steps: usize,
+}
+
+/// `client` subcommands.
+#[derive(clap::Subcommand)]
+pub enum ClientCommand {
+    /// Prints the server's parameters, workload, key needs and limits.
+    Info(ServerArg),
+    /// Generates a key directory for the server's parameters and workload.
+    Keygen {
+        #[command(flatten)]
+        server: ServerArg,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Opens a session by uploading a key directory's eval.keys; prints the session id.
+    Session {
+        #[command(flatten)]
+        server: ServerArg,
+        /// Key directory.
+        #[arg(long)]
+        keys: PathBuf,
+    },
+    /// Sends a ciphertext file to `forward` (or `step`) and writes the answer.
+    Run {
+        #[command(flatten)]
+        server: ServerArg,
+        /// Key directory (for the parameters).
+        #[arg(long)]
+        keys: PathBuf,
+        /// Session id.
+        #[arg(long)]
+        session: String,
+        /// Input ciphertext (from `psformer encrypt`).
+        #[arg(long)]
+        input: PathBuf,
+        /// Output ciphertext (for `psformer decrypt`).
+        #[arg(long)]
+        out: PathBuf,
+        /// Run a `step` (extends the encrypted cache) instead of `forward`.
+        #[arg(long)]
+        step: bool,
+    },
+    /// Closes a session.
+    Close {
+        #[command(flatten)]
+        server: ServerArg,
+        /// Session id.
+        #[arg(long)]
+        session: String,
+    },
+}
+
+/// The server to talk to.
+#[derive(clap::Args)]
+pub struct ServerArg {
+    /// Server URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Runs a `client` subcommand.
+pub fn client(cmd: &ClientCommand) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        match cmd {
+            ClientCommand::Info(s) => {
+                let info = Client::new(&s.server).info().await?;
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            }
+            ClientCommand::Keygen { server, out } => {
+                keygen(&Client::new(&server.server), out).await?
+            }
+            ClientCommand::Session { server, keys } => {
+                let params = load_params(keys)?;
+                let bytes = read(keys, "eval.keys")?;
+                EvaluationKeys::from_bytes(&bytes, &params).context("eval.keys")?;
+                let created = Client::new(&server.server)
+                    .create_session_raw(bytes)
+                    .await?;
+                println!("{}", created.session_id);
+            }
+            ClientCommand::Run {
+                server,
+                keys,
+                session,
+                input,
+                out,
+                step,
+            } => {
+                let params = load_params(keys)?;
+                let ct = psf_ckks::Ciphertext::from_bytes(&std::fs::read(input)?, &params)
+                    .with_context(|| format!("decoding {}", input.display()))?;
+                let c = Client::new(&server.server);
+                let t = Instant::now();
+                let answer = match step {
+                    true => c.step(session, &params, &[ct]).await?,
+                    false => c.forward(session, &params, &[ct]).await?,
+                };
+                let first = answer.first().context("empty answer")?;
+                std::fs::write(out, first.to_bytes())?;
+                println!(
+                    "answer in {:.3} s written to {}",
+                    t.elapsed().as_secs_f64(),
+                    out.display()
+                );
+            }
+            ClientCommand::Close { server, session } => {
+                Client::new(&server.server).close_session(session).await?;
+                println!("closed");
+            }
+        }
+        Ok(())
+    })
+}
+
+fn read(dir: &Path, file: &str) -> anyhow::Result<Vec<u8>> {
+    let path = dir.join(file);
+    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn load_params(dir: &Path) -> anyhow::Result<CkksParameters> {
+    CkksParameters::from_bytes(&read(dir, "params.bin")?).context("params.bin")
+}
+
+async fn keygen(c: &Client, out: &Path) -> anyhow::Result<()> {
+    let (info, params) = (c.info().await?, c.params().await?);
+    let t = Instant::now();
+    let keys = ClientKeys::generate(&params, &info.keys, None)?;
+    std::fs::create_dir_all(out)?;
+    std::fs::write(out.join("params.bin"), params.to_bytes())?;
+    write_secret(
+        &out.join("secret.key"),
+        &keys.secret_key().to_bytes_secret(),
+    )?;
+    std::fs::write(out.join("public.key"), keys.public_key().to_bytes())?;
+    let evk = keys.evaluation_keys().to_bytes();
+    std::fs::write(out.join("eval.keys"), &evk)?;
+    println!(
+        "{}: keys for '{}' in {:.2} s; eval.keys {:.1} MiB; written to {}",
+        params.ring().name(),
+        info.workload,
+        t.elapsed().as_secs_f64(),
+        evk.len() as f64 / 1048576.0,
+        out.display()
+    );
+    Ok(())
+}
+
+fn write_secret(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)?;
+    Ok(())
+}
+
+/// Runs `infer`: keys, session, encrypted forward (and steps), decryption, and the comparison
+/// with the f64 twin of the server's public probe layer.
+pub fn infer(args: &InferArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(!args.values.is_empty(), "give --values");
+    runtime()?.block_on(async {
+        let c = Client::new(&args.server);
+        let (info, params) = (c.info().await?, c.params().await?);
+        anyhow::ensure!(info.workload == "probe", "workload {} is not supported here", info.workload);
+        let spec: ProbeSpec = serde_json::from_value(info.workload_spec.clone())?;
+        let probe = Probe::new(spec.clone(), params.max_slots())?;
+        let mut x = args.values.clone();
+        x.resize(spec.dim, 0.0);
+        let t = Instant::now();
+        let keys = ClientKeys::generate(&params, &info.keys, None)?;
+        let t_keys = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let id = c.create_session(&keys).await?.session_id;
+        let t_upload = t.elapsed().as_secs_f64();
+        let ct = keys.encrypt_replicated(&x)?;
+        let t = Instant::now();
+        let out = c.forward(&id, &params, std::slice::from_ref(&ct)).await?;
+        let t_forward = t.elapsed().as_secs_f64();
+        let got = keys.decrypt(out.first().context("empty answer")?)?;
+        report("forward", &probe.forward_f64(&x), &got, spec.dim);
+        let mut steps = Vec::new();
+        for i in 0..args.steps {
+            steps.push(x.clone());
+            let out = c.step(&id, &params, std::slice::from_ref(&ct)).await?;
+            let got = keys.decrypt(out.first().context("empty answer")?)?;
+            report(&format!("step {i}"), &probe.step_f64(&steps), &got, spec.dim);
+        }
+        c.close_session(&id).await?;
+        println!(
+            "{}: keygen {t_keys:.2} s, session (key upload) {t_upload:.2} s, forward {t_forward:.2} s",
+            params.ring().name()
+        );
+        Ok(())
+    })
+}
+
+fn report(what: &str, twin: &[f64], slots: &[f64], d: usize) {
+    let want: Vec<f64> = (0..slots.len()).map(|j| twin[j % d]).collect();
+    let stats = PrecisionStats::from_real(&want, slots);
+    let shown: Vec<String> = slots
+        .iter()
+        .take(d.min(8))
+        .map(|v| format!("{v:.5}"))
+        .collect();
+    println!(
+        "{what}: [{}] vs f64 twin: {:.1} min / {:.1} mean bits",
+        shown.join(", "),
+        stats.min_bits,
+        stats.mean_bits
+    );
+}
