@@ -1,0 +1,124 @@
+//! The client side: what it needs to know of the compiled circuit (the layout, widths and the
+//! encryption level), encryption of embeddings and decryption of logits. The embedding table
+//! stays with the client; the server never sees a token.
+
+use psf_ckks::{Ciphertext, CkksParameters, Decryptor, Encoder, Encryptor};
+use serde::{Deserialize, Serialize};
+
+use crate::compile::CompiledModel;
+use crate::layout::Layout;
+use crate::{InferError, Result};
+
+/// The public facts a client needs (serializable, so a server can send them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientSpec {
+    /// The packing.
+    pub layout: Layout,
+    /// Embedding width.
+    pub d_model: usize,
+    /// Logits per position.
+    pub vocab: usize,
+    /// Level to encrypt at.
+    pub level: usize,
+}
+
+impl ClientSpec {
+    /// The spec of a compiled model.
+    ///
+    /// # Errors
+    /// Invalid parameters.
+    pub fn of(m: &CompiledModel) -> Result<Self> {
+        let params = m.params()?;
+        Ok(Self {
+            layout: m.layout,
+            d_model: m.ir.d_model,
+            vocab: m.ir.vocab(),
+            level: m.fresh_level(&params),
+        })
+    }
+}
+
+/// Client-side encryption and decryption for one compiled model.
+pub struct Client {
+    spec: ClientSpec,
+    params: CkksParameters,
+    encoder: Encoder,
+}
+
+impl Client {
+    /// A client for `spec` under `params`.
+    pub fn new(spec: ClientSpec, params: &CkksParameters) -> Result<Self> {
+        if spec.layout.slots != params.max_slots() || spec.level > params.ring().max_level() {
+            return Err(InferError::shape(
+                "client spec",
+                format!("{} slots", params.max_slots()),
+                format!("{} slots, level {}", spec.layout.slots, spec.level),
+            ));
+        }
+        Ok(Self {
+            spec,
+            params: params.clone(),
+            encoder: Encoder::new(params),
+        })
+    }
+
+    /// The spec.
+    pub fn spec(&self) -> &ClientSpec {
+        &self.spec
+    }
+
+    /// Packs and encrypts embeddings `[prompt][position][feature]`.
+    ///
+    /// # Errors
+    /// Wrong shapes or an encryption error.
+    pub fn encrypt_embeddings(
+        &self,
+        enc: &mut Encryptor,
+        x: &[Vec<Vec<f64>>],
+    ) -> Result<Vec<Ciphertext>> {
+        let packed = self.spec.layout.pack(x, self.spec.d_model)?;
+        packed
+            .iter()
+            .map(|v| {
+                let pt = self.encoder.encode(
+                    v,
+                    self.params.max_log_slots(),
+                    self.spec.level,
+                    self.params.default_scale(),
+                )?;
+                Ok(enc.encrypt(&pt)?)
+            })
+            .collect()
+    }
+
+    /// Decrypts logit ciphertexts into slot vectors.
+    ///
+    /// # Errors
+    /// A decryption error or the wrong number of ciphertexts.
+    pub fn decrypt_slots(&self, dec: &Decryptor, cts: &[Ciphertext]) -> Result<Vec<Vec<f64>>> {
+        let want = self.spec.layout.cts_for(self.spec.vocab);
+        if cts.len() != want {
+            return Err(InferError::shape("logit ciphertexts", want, cts.len()));
+        }
+        cts.iter()
+            .map(|c| Ok(self.encoder.decode(&dec.decrypt(c)?)?))
+            .collect()
+    }
+
+    /// The logits of `(prompt, position)` pairs.
+    ///
+    /// # Errors
+    /// As [`Self::decrypt_slots`], or a position out of range.
+    pub fn decrypt_logits(
+        &self,
+        dec: &Decryptor,
+        cts: &[Ciphertext],
+        positions: &[(usize, usize)],
+    ) -> Result<Vec<Vec<f64>>> {
+        let slots = self.decrypt_slots(dec, cts)?;
+        positions
+            .iter()
+            .map(|&(b, p)| self.spec.layout.unpack_token(&slots, self.spec.vocab, b, p))
+            .collect()
+    }
+}

@@ -1,0 +1,72 @@
+//! Errors of the inference engine.
+
+use psf_circuits::CircuitError;
+
+/// Everything that can go wrong in `psf-infer`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InferError {
+    /// Error from the circuits layer (and, through it, CKKS).
+    #[error(transparent)]
+    Circuit(#[from] CircuitError),
+    /// Error from the CKKS layer.
+    #[error(transparent)]
+    Ckks(#[from] psf_ckks::CkksError),
+    /// Error from an approximation recipe.
+    #[error(transparent)]
+    Approx(#[from] psf_approx::ApproxError),
+    /// A shape that does not fit the model or the layout.
+    #[error("shape mismatch in {what}: expected {expected}, got {got}")]
+    Shape {
+        /// What was checked.
+        what: String,
+        /// What was expected.
+        expected: String,
+        /// What was given.
+        got: String,
+    },
+    /// The model cannot be laid out or compiled with these options.
+    #[error("cannot compile: {0}")]
+    Unsupported(String),
+    /// A stage needs more levels than a bootstrap leaves.
+    #[error("stage {stage} needs {needed} levels, a refreshed ciphertext has {available}")]
+    TooDeep {
+        /// The stage.
+        stage: String,
+        /// Levels it consumes.
+        needed: usize,
+        /// Levels after bootstrapping.
+        available: usize,
+    },
+    /// A refresh point was reached that the compiled plan does not know (the plan and the
+    /// inputs disagree on the circuit's shape).
+    #[error("refresh point {0} missing from the compiled plan")]
+    UnknownRefresh(String),
+    /// Writing a report or chart failed.
+    #[error("report output {path}: {msg}")]
+    Output {
+        /// Path written.
+        path: String,
+        /// Cause.
+        msg: String,
+    },
+}
+
+impl InferError {
+    pub(crate) fn shape(what: &str, expected: impl ToString, got: impl ToString) -> Self {
+        InferError::Shape {
+            what: what.into(),
+            expected: expected.to_string(),
+            got: got.to_string(),
+        }
+    }
+}
+
+impl From<psf_rlwe::RlweError> for InferError {
+    fn from(e: psf_rlwe::RlweError) -> Self {
+        InferError::Ckks(e.into())
+    }
+}
+
+/// Result alias of `psf-infer`.
+pub type Result<T> = std::result::Result<T, InferError>;

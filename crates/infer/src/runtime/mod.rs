@@ -1,0 +1,221 @@
+//! The runtime: evaluates a [`CompiledModel`] on ciphertexts ([`forward`], with the
+//! bootstrapping circuit) or on the simulation evaluator ([`run_sim`]), in a pool of
+//! `threads` threads, streaming [`Progress`] and returning a [`Report`] with wall time per
+//! component and time per primitive class.
+
+pub mod attention;
+mod blocks;
+pub mod engine;
+mod norm;
+pub mod refresh;
+pub mod timed;
+
+use psf_circuits::bootstrap::{Bootstrapper, Encapsulation};
+use psf_circuits::{Backend, HeBackend, SimBackend, SimCiphertext};
+use psf_ckks::{Ciphertext, CkksParameters, Encoder, EvaluationKeys, Evaluator, OpCounts};
+
+pub use engine::{Engine, Progress};
+pub use refresh::{HeRefresh, Refresh, SimRefresh};
+
+use crate::compile::CompiledModel;
+use crate::report::{Component, ComponentTime, PrimitiveClass, PrimitiveTime, Report};
+use crate::{InferError, Result};
+
+/// How to run.
+pub struct RunOptions<'a> {
+    /// Threads of the pool (the evaluator parallelizes over RNS limbs inside it).
+    pub threads: usize,
+    /// Called after every block.
+    pub progress: &'a (dyn Fn(&Progress) + Sync),
+}
+
+impl Default for RunOptions<'_> {
+    fn default() -> Self {
+        Self {
+            threads: 2,
+            progress: &|_| {},
+        }
+    }
+}
+
+/// The outputs of a run and what was measured.
+pub struct Run<C> {
+    /// Logit ciphertexts (`cts_for(vocab)`, every position).
+    pub outputs: Vec<C>,
+    /// The latency report.
+    pub report: Report,
+    /// Rotations the circuit used (outside bootstrapping).
+    pub rotations: Vec<i64>,
+}
+
+fn pool(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .map_err(|e| InferError::Unsupported(format!("thread pool: {e}")))
+}
+
+fn execute<B: Backend>(
+    m: &CompiledModel,
+    be: B,
+    refresh: &dyn Refresh<B>,
+    inputs: Vec<B::Ct>,
+    opts: &RunOptions<'_>,
+    backend: &str,
+) -> Result<Run<B::Ct>> {
+    let expected = m.layout.cts_for(m.ir.d_model);
+    if inputs.len() != expected {
+        return Err(InferError::shape(
+            "input ciphertexts",
+            expected,
+            inputs.len(),
+        ));
+    }
+    let before = be.counts();
+    let eng = Engine::new(be, refresh, m.layout, m.plan.stages.max(1), opts.progress);
+    let outputs = pool(opts.threads)?.install(|| eng.forward(m, inputs))?;
+    let total = eng.elapsed();
+    let report = report(m, &eng, total, before, backend, opts.threads);
+    Ok(Run {
+        outputs,
+        report,
+        rotations: eng.be.tally().rotations,
+    })
+}
+
+fn report<B: Backend>(
+    m: &CompiledModel,
+    eng: &Engine<'_, B>,
+    total: f64,
+    before: OpCounts,
+    backend: &str,
+    threads: usize,
+) -> Report {
+    let wall = eng.wall();
+    let tally = eng.be.tally();
+    let components = Component::ALL
+        .iter()
+        .map(|&c| ComponentTime {
+            component: Some(c),
+            wall_s: wall[c as usize],
+            primitive_s: tally.seconds[c as usize].iter().sum(),
+            predicted_s: None,
+        })
+        .collect();
+    let primitives = PrimitiveClass::ALL
+        .iter()
+        .map(|&p| PrimitiveTime {
+            class: Some(p),
+            seconds: tally.seconds.iter().map(|r| r[p as usize]).sum(),
+            calls: tally.calls.iter().map(|r| r[p as usize]).sum(),
+        })
+        .collect();
+    let counts = (eng.be.counts() - before)
+        .nonzero()
+        .into_iter()
+        .map(|(p, k)| (format!("{p:?}"), k))
+        .collect();
+    let a = m.blocks.first().map(|b| &b.attn);
+    Report {
+        title: format!(
+            "{} blocks, d={}, heads={}, vocab={}; {} prompts x {} tokens; N=2^{}",
+            m.blocks.len(),
+            m.ir.d_model,
+            a.map_or(0, |a| a.heads),
+            m.ir.vocab(),
+            m.layout.batch,
+            m.layout.seq_len,
+            m.preset.params.ring.log_n,
+        ),
+        backend: backend.into(),
+        threads,
+        total_s: total,
+        components,
+        primitives,
+        bootstraps: eng.bootstraps(),
+        counts,
+        notes: Vec::new(),
+    }
+}
+
+/// Runs on the simulation evaluator: `inputs` are the packed slot vectors
+/// ([`crate::layout::Layout::pack`]), "encrypted" at the fresh level.
+///
+/// # Errors
+/// A wrong number of inputs or an error of the circuit.
+pub fn run_sim(
+    m: &CompiledModel,
+    sim: SimBackend,
+    refresh: &SimRefresh,
+    inputs: &[Vec<f64>],
+    opts: &RunOptions<'_>,
+) -> Result<Run<SimCiphertext>> {
+    let level = refresh.output_level();
+    let cts = inputs
+        .iter()
+        .map(|v| Ok(sim.encrypt(v, level, sim.default_scale())?))
+        .collect::<Result<Vec<_>>>()?;
+    execute(m, sim, refresh, cts, opts, "simulation")
+}
+
+/// What the server holds for one client: parameters, the evaluator with the client's keys,
+/// the bootstrapping circuit and the encapsulation keys.
+pub struct ServerContext {
+    params: CkksParameters,
+    encoder: Encoder,
+    eval: Evaluator,
+    boot: Bootstrapper,
+    encapsulation: Option<Encapsulation>,
+}
+
+impl ServerContext {
+    /// Builds the bootstrapping circuit of `m` and takes the client's keys (generated per
+    /// [`CompiledModel::key_requirements`]).
+    ///
+    /// # Errors
+    /// As [`Bootstrapper::new`].
+    pub fn new(
+        m: &CompiledModel,
+        keys: EvaluationKeys,
+        encapsulation: Option<Encapsulation>,
+    ) -> Result<Self> {
+        let params = m.params()?;
+        let boot = Bootstrapper::new(&params, m.preset.config)?;
+        Ok(Self {
+            encoder: Encoder::new(&params),
+            eval: Evaluator::new(&params, keys),
+            params,
+            boot,
+            encapsulation,
+        })
+    }
+
+    /// The evaluator (its counter holds the primitive counts of every run).
+    pub fn evaluator(&self) -> &Evaluator {
+        &self.eval
+    }
+
+    pub(crate) fn backend(&self) -> HeBackend<'_> {
+        HeBackend::new(&self.params, &self.encoder, &self.eval)
+    }
+
+    pub(crate) fn refresh<'a>(&'a self, m: &'a CompiledModel) -> HeRefresh<'a> {
+        HeRefresh::new(&self.boot, self.encapsulation.as_ref(), &m.plan.bounds)
+    }
+}
+
+/// The encrypted forward pass: embeddings in (`cts_for(d_model)` ciphertexts at the fresh
+/// level), logits of every position out, with the latency report.
+///
+/// # Errors
+/// Wrong inputs, missing keys, or an error of the circuit.
+pub fn forward(
+    m: &CompiledModel,
+    server: &ServerContext,
+    inputs: Vec<Ciphertext>,
+    opts: &RunOptions<'_>,
+) -> Result<(Vec<Ciphertext>, Report)> {
+    let refresh = server.refresh(m);
+    let run = execute(m, server.backend(), &refresh, inputs, opts, "ckks")?;
+    Ok((run.outputs, run.report))
+}

@@ -1,0 +1,71 @@
+//! The compiled circuit on the simulation evaluator (exact levels, scales and counts, no
+//! noise) against the `f64` twin of the model: NeoX and Llama layouts, both head packings.
+
+mod common;
+
+use common::{LLAMA, NEOX, Shape, compare, model, prompts};
+use psf_circuits::SimBackend;
+use psf_infer::runtime::{RunOptions, SimRefresh, run_sim};
+use psf_infer::{CompileOptions, CompiledModel};
+
+fn check(shape: Shape, batch: usize, seq_len: usize) {
+    let ir = model(shape, 7);
+    let calib = prompts(shape.d, batch, seq_len, 1);
+    let opts = CompileOptions::for_log_n(seq_len, batch, 12, calib);
+    let m = CompiledModel::compile(&ir, &opts).unwrap();
+    assert!(!m.plan.bootstraps.is_empty());
+    let x = prompts(shape.d, batch, seq_len, 2);
+    let params = m.params().unwrap();
+    let refresh = SimRefresh::new(m.fresh_level(&params));
+    let run = run_sim(
+        &m,
+        SimBackend::new(&params),
+        &refresh,
+        &m.layout.pack(&x, shape.d).unwrap(),
+        &RunOptions::default(),
+    )
+    .unwrap();
+    let slots: Vec<Vec<f64>> = run.outputs.iter().map(|c| c.values.clone()).collect();
+    let (mut want, mut have) = (Vec::new(), Vec::new());
+    for (b, p) in x.iter().enumerate() {
+        let logits = ir.forward_f64(p).unwrap();
+        for (pos, row) in logits.into_iter().enumerate() {
+            want.push(row);
+            have.push(m.layout.unpack_token(&slots, shape.vocab, b, pos).unwrap());
+        }
+    }
+    let nan_w = want
+        .iter()
+        .filter(|r| r.iter().any(|v| !v.is_finite()))
+        .count();
+    let nan_h = have
+        .iter()
+        .filter(|r| r.iter().any(|v| !v.is_finite()))
+        .count();
+    assert_eq!(
+        (nan_w, nan_h),
+        (0, 0),
+        "non-finite logits (reference, circuit)"
+    );
+    let (max, mse, top1) = compare(&want, &have);
+    eprintln!("{shape:?}: max {max:.2e} mse {mse:.2e} top1 {top1}");
+    eprintln!("{}", run.report.table());
+    assert!(max < 1e-6 && top1 == 1.0, "max {max} top1 {top1}");
+}
+
+#[test]
+fn neox_heads_across_ciphertexts() {
+    // 16 prompts x 8 tokens = 128 token slots: 16 features per ciphertext, head_dim 8.
+    check(NEOX, 16, 8);
+}
+
+#[test]
+fn neox_heads_spanning_ciphertexts() {
+    // 128 x 4 = 512 token slots: 4 features per ciphertext < head_dim 8.
+    check(NEOX, 128, 4);
+}
+
+#[test]
+fn llama_grouped_heads() {
+    check(LLAMA, 8, 8);
+}
