@@ -1,0 +1,4 @@
+//! `Plaintext::from_bytes` under the fuzzing parameters.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| psf_fuzz::check_decoder::<psf_ckks::Plaintext>(data));
