@@ -2,11 +2,14 @@
 # Trains the attention-normalization study of EXPERIMENTS.md (experiments/study/*.json) one
 # run after another at the lowest CPU priority, resuming each from its last checkpoint, so it
 # can be stopped and restarted at will. Logs: target-model/study/<run>.log.
+# The depth runs (16 and 32 layers, d=128, 2M tokens each) follow the six 10M-token runs.
 #   scripts/study.sh [run ...]      (default order below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=("$@")
-[ ${#runs[@]} -gt 0 ] || runs=(softmax-s0 power4-s0 pointwise-s0 power2-s0 power6-s0 power8-s0)
+[ ${#runs[@]} -gt 0 ] || runs=(softmax-s0 power4-s0 pointwise-s0 power2-s0 power6-s0 power8-s0
+  depth16-softmax-s0 depth16-power2-s0 depth16-power4-s0 depth16-power6-s0 depth16-power8-s0 depth16-pointwise-s0
+  depth32-softmax-s0 depth32-power2-s0 depth32-power4-s0 depth32-power6-s0 depth32-power8-s0 depth32-pointwise-s0)
 CARGO_TARGET_DIR=target-study cargo build --release -p psf-model --example train
 mkdir -p target-model/study
 cp target-study/release/examples/train target-model/study/train-bin
