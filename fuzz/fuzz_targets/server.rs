@@ -21,7 +21,10 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let engine = fuzzing::engine().unwrap();
         let keys = ClientKeys::generate(engine.params(), &engine.keys(), Some(1)).unwrap();
         let limits = Limits {
@@ -63,9 +66,15 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         2 => (Method::POST, format!("/v1/sessions/{s}/step")),
         3 => (Method::POST, format!("/v1/sessions/{s}/reset")),
         4 => (Method::GET, format!("/v1/sessions/{s}")),
-        5 => (Method::DELETE, format!("/v1/sessions/{}", String::from_utf8_lossy(body))),
+        5 => (
+            Method::DELETE,
+            format!("/v1/sessions/{}", String::from_utf8_lossy(body)),
+        ),
         6 => (Method::GET, "/v1/info".to_string()),
-        _ => (Method::POST, format!("/v1/sessions/{}/forward", String::from_utf8_lossy(body))),
+        _ => (
+            Method::POST,
+            format!("/v1/sessions/{}/forward", String::from_utf8_lossy(body)),
+        ),
     };
     let Ok(req) = Request::builder()
         .method(method)
@@ -78,10 +87,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let status = resp.status();
     assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
     if !status.is_success() {
-        let body = f
-            .rt
-            .block_on(axum::body::to_bytes(resp.into_body(), 1 << 20))
-            .unwrap();
+        let body =
+            f.rt.block_on(axum::body::to_bytes(resp.into_body(), 1 << 20))
+                .unwrap();
         let e: psf_service::ErrorBody = serde_json::from_slice(&body).expect("typed JSON error");
         assert!(!e.code.is_empty());
     }

@@ -15,6 +15,10 @@ pub fn params() -> &'static CkksParameters {
 /// canonical).
 pub fn check_decoder<T: WireDecode + WireEncode>(data: &[u8]) {
     if let Ok(obj) = T::from_bytes(data, params()) {
-        assert_eq!(obj.to_bytes(), data, "decoded object re-encodes differently");
+        assert_eq!(
+            obj.to_bytes(),
+            data,
+            "decoded object re-encodes differently"
+        );
     }
 }

@@ -64,6 +64,9 @@ pub enum ServiceError {
     /// No such endpoint.
     #[error("no endpoint {method} {path}")]
     NotFound { method: String, path: String },
+    /// The endpoint exists but not with this method.
+    #[error("method {method} not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
     /// The server is shutting down.
     #[error("server shutting down")]
     ShuttingDown,
@@ -120,6 +123,7 @@ impl ServiceError {
             SessionBusy { .. } => "session_busy",
             CacheFull { .. } => "cache_full",
             NotFound { .. } => "not_found",
+            MethodNotAllowed { .. } => "method_not_allowed",
             ShuttingDown => "shutting_down",
             Circuit(_) | Ckks(_) | Engine { .. } => "evaluation_failed",
             Internal { .. } => "internal",
@@ -140,6 +144,7 @@ impl ServiceError {
             | Frame { .. }
             | InvalidRequest { .. }
             | MissingKeys { .. } => StatusCode::BAD_REQUEST,
+            MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Circuit(_) | Ckks(_) | Engine { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             SessionBusy { .. } | CacheFull { .. } => StatusCode::CONFLICT,
             TooManySessions { .. } | MemoryBudget { .. } | Busy { .. } | ShuttingDown => {

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -127,6 +128,7 @@ impl Server {
             .route("/v1/sessions/{id}/step", post(step))
             .route("/v1/sessions/{id}/reset", post(reset))
             .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
             .with_state(self.state.clone())
     }
 
@@ -228,6 +230,29 @@ async fn not_found(State(state): Shared, method: Method, uri: Uri) -> Response {
         method: method.to_string(),
         path: uri.path().into(),
     })
+}
+
+async fn method_not_allowed(State(state): Shared, method: Method, uri: Uri) -> Response {
+    state.fail(ServiceError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().into(),
+    })
+}
+
+/// The `{id}` of a session route; an unparsable one is a typed error like any other.
+struct SessionId(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionId {
+    type Rejection = ServiceError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(Self(id)),
+            Err(e) => Err(ServiceError::InvalidRequest {
+                reason: format!("session id: {}", e.body_text()),
+            }),
+        }
+    }
 }
 
 /// Reads `body` to its end, refusing more than `limit` bytes (as declared or as received)
@@ -351,7 +376,7 @@ async fn status_of(state: &AppState, session: Arc<Session>) -> Result<SessionSta
     })
 }
 
-async fn session_status(State(state): Shared, Path(id): Path<String>) -> Response {
+async fn session_status(State(state): Shared, SessionId(id): SessionId) -> Response {
     let result = match state.store.get(&id) {
         Ok(session) => status_of(&state, session).await,
         Err(e) => Err(e),
@@ -359,7 +384,7 @@ async fn session_status(State(state): Shared, Path(id): Path<String>) -> Respons
     answer(&state, result.map(axum::Json))
 }
 
-async fn close_session(State(state): Shared, Path(id): Path<String>) -> Response {
+async fn close_session(State(state): Shared, SessionId(id): SessionId) -> Response {
     let store = state.store.clone();
     let result = tokio::task::spawn_blocking(move || store.remove(&id))
         .await
@@ -374,7 +399,7 @@ async fn close_session(State(state): Shared, Path(id): Path<String>) -> Response
     answer(&state, result.map(|()| StatusCode::NO_CONTENT))
 }
 
-async fn reset(State(state): Shared, Path(id): Path<String>) -> Response {
+async fn reset(State(state): Shared, SessionId(id): SessionId) -> Response {
     let result = async {
         let session = state.store.get(&id)?;
         let (s, store) = (session.clone(), state.store.clone());
@@ -402,7 +427,7 @@ enum JobKind {
 
 async fn forward(
     State(state): Shared,
-    Path(id): Path<String>,
+    SessionId(id): SessionId,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -412,7 +437,7 @@ async fn forward(
 
 async fn step(
     State(state): Shared,
-    Path(id): Path<String>,
+    SessionId(id): SessionId,
     headers: HeaderMap,
     body: Body,
 ) -> Response {

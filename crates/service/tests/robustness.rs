@@ -157,6 +157,27 @@ async fn wrong_parameters_missing_keys_unknown_sessions() {
     ] {
         assert_eq!(code(&e).0, 404, "{e}");
     }
+    let answer = raw(
+        &server.url,
+        b"PUT /v1/sessions HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+            .to_vec(),
+        false,
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 405") && answer.contains("method_not_allowed"),
+        "{answer}"
+    );
+    let answer = raw(
+        &server.url,
+        b"GET /v1/sessions/%FF%FE HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".to_vec(),
+        false,
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 400") && answer.contains("invalid_request"),
+        "{answer}"
+    );
     let e = c.job_raw(&id, "nonsense", Vec::new()).await.unwrap_err();
     assert_eq!(code(&e), (404, "not_found".into()));
     let ct = keys.encrypt_replicated(&input(2)).unwrap();
