@@ -66,6 +66,31 @@ pub enum Error {
         /// What went wrong, with the command to run by hand.
         msg: String,
     },
+    /// A task file (JSONL) is malformed.
+    #[error("{path}:{line}: {msg}")]
+    TaskFile {
+        /// The file involved.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        msg: String,
+    },
+    /// An evaluation request cannot be scored (empty choices, answer out of range, a
+    /// continuation longer than the model's context, ...).
+    #[error("evaluation input: {what}")]
+    EvalInput {
+        /// What is wrong.
+        what: String,
+    },
+    /// Drawing or writing a PNG figure failed.
+    #[error("plot {path}: {msg}")]
+    Plot {
+        /// The file being written.
+        path: PathBuf,
+        /// What the plotting library said.
+        msg: String,
+    },
     /// A loss or a gradient became NaN or infinite.
     #[error("non-finite value at step {step}: {what}")]
     NonFinite {

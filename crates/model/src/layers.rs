@@ -160,7 +160,8 @@ pub fn activate(
 }
 
 /// Scaled dot-product attention with grouped-query heads: q `(B, H, T, D)`, k and v
-/// `(B, Hkv, T, D)`; returns `(B, T, H * D)`.
+/// `(B, Hkv, T, D)`; returns `(B, T, H * D)`. A recorder made by
+/// [`RangeRecorder::with_attention`] also receives the attention weights `(B, H, T, T)`.
 pub fn attend(
     q: &Tensor,
     k: &Tensor,
@@ -168,14 +169,17 @@ pub fn attend(
     norm: &AttentionNorm,
     mask: &CausalMask,
     layer: usize,
-    rec: Option<&mut RangeRecorder>,
+    mut rec: Option<&mut RangeRecorder>,
 ) -> Result<Tensor> {
     let (b, h, t, d) = q.dims4()?;
     let kv_heads = k.dim(1)?;
     let (k, v) = (repeat_kv(k, h / kv_heads)?, repeat_kv(v, h / kv_heads)?);
     let q = (q * (1.0 / (d as f64).sqrt()))?; // scaling q is half the work of scaling scores
     let scores = q.matmul(&k.t()?)?; // (B, H, T, T)
-    let weights = norm.forward(&scores, mask, layer, rec)?;
+    let weights = norm.forward(&scores, mask, layer, rec.as_deref_mut())?;
+    if let Some(rec) = rec {
+        rec.record_attention(layer, &weights); // evaluation hook; a no-op unless enabled
+    }
     let y = weights.matmul(&v)?; // (B, H, T, D)
     Ok(y.transpose(1, 2)?.reshape((b, t, h * d))?)
 }

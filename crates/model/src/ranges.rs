@@ -36,10 +36,16 @@ pub struct RangeRecord {
 
 /// Collects [`RangeRecord`]s during one forward pass. Pass `Some(&mut recorder)` to a model's
 /// forward to record; `None` costs nothing.
+///
+/// A recorder made by [`RangeRecorder::with_attention`] also keeps every layer's attention
+/// weights `(B, H, T, T)` (the evaluation hook behind attention maps; off by default, and
+/// training never turns it on).
 #[derive(Debug, Default)]
 pub struct RangeRecorder {
     /// Records in the order the forward pass produced them.
     pub records: Vec<RangeRecord>,
+    /// `(layer, weights (B, H, T, T))` per attention layer, when capture is on.
+    pub attention: Option<Vec<(usize, Tensor)>>,
 }
 
 /// Observed interval of one input, in plain numbers (for calibration).
@@ -52,6 +58,21 @@ pub struct Interval {
 }
 
 impl RangeRecorder {
+    /// A recorder that also captures the attention weights of every layer.
+    pub fn with_attention() -> Self {
+        RangeRecorder {
+            records: Vec::new(),
+            attention: Some(Vec::new()),
+        }
+    }
+
+    /// Keeps `weights` (detached) for `layer` when attention capture is on; else does nothing.
+    pub fn record_attention(&mut self, layer: usize, weights: &Tensor) {
+        if let Some(maps) = self.attention.as_mut() {
+            maps.push((layer, weights.detach()));
+        }
+    }
+
     /// Records min and max of `x` (any shape) for `(layer, kind)`.
     pub fn record(&mut self, layer: usize, kind: RangeKind, x: &Tensor) -> Result<()> {
         let flat = x.flatten_all()?;

@@ -1,6 +1,20 @@
-//! Evaluation: perplexity on held-out text (the multiple-choice, ICL and attention tools
-//! follow in the next commit).
+//! Evaluation: perplexity ([`perplexity`]), zero-shot multiple choice ([`choice`]) scored by
+//! summed log-likelihood ([`scorer`]), the shipped multiple-choice task generator ([`tasks`]),
+//! in-context learning on synthetic tasks ([`icl`]), attention maps and their locality
+//! ([`attention`]), PNG figures ([`plot`]), and all of it for a model directory ([`suite`]).
+//!
+//! Every scorer works on a [`CausalLm`], so the same code evaluates the candle model
+//! ([`CandleLm`]) and any other implementation (psf-poly's polynomial model).
 
+pub mod attention;
+pub mod choice;
+pub mod icl;
 pub mod perplexity;
+pub mod plot;
+pub mod scorer;
+pub mod suite;
+pub mod tasks;
 
+pub use choice::{ChoiceItem, ChoiceReport, ChoiceTask, ItemScore, score_item, score_task};
 pub use perplexity::{Perplexity, perplexity, perplexity_of_text};
+pub use scorer::{CandleLm, CausalLm, LogLikelihood, log_likelihood};

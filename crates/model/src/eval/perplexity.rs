@@ -1,4 +1,4 @@
-//! Evaluation: perplexity on held-out text (other evaluations come later).
+//! Perplexity on held-out text.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,168 @@
+//! Attention maps and their locality, to compare the inductive biases of the attention
+//! normalizations (softmax, Power-Softmax, pointwise).
+//!
+//! Maps are read through the recorder hook ([`RangeRecorder::with_attention`]), which runs
+//! the composed (reference) path of every kernel; evaluation only.
+//!
+//! Locality of a layer is its **mean attention distance**: for query `i` with weights
+//! `w_ij` over keys `j <= i`, `d_i = sum_j w_ij (i - j)`, averaged over queries, heads and
+//! sequences. Uniform causal attention has `d_i = i / 2`; the ratio to that baseline
+//! (`relative`) is 0 for attention to the token itself and 1 for uniform attention.
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::data::TokenStream;
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::ranges::RangeRecorder;
+
+/// The attention weights of one layer for one sequence: `heads x T x T`, row = query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerMap {
+    /// Decoder block index.
+    pub layer: usize,
+    /// `weights[h][i][j]`: head `h`, query `i`, key `j`.
+    pub weights: Vec<Vec<Vec<f32>>>,
+}
+
+/// Every layer's attention weights for one token sequence `ids` (one forward pass).
+pub fn attention_maps(model: &Model, ids: &[u32], dev: &Device) -> Result<Vec<LayerMap>> {
+    if ids.is_empty() {
+        return Err(Error::EvalInput {
+            what: "empty sequence".into(),
+        });
+    }
+    let x = Tensor::from_slice(ids, (1, ids.len()), dev)?;
+    let mut rec = RangeRecorder::with_attention();
+    model.forward(&x, Some(&mut rec))?;
+    rec.attention
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(layer, w)| {
+            Ok(LayerMap {
+                layer,
+                weights: w.squeeze(0)?.to_vec3::<f32>()?,
+            })
+        })
+        .collect()
+}
+
+/// Mean attention distance of one layer, per head and overall.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerLocality {
+    /// Decoder block index.
+    pub layer: usize,
+    /// Mean distance per head (tokens).
+    pub per_head: Vec<f64>,
+    /// Mean over heads (tokens).
+    pub mean: f64,
+    /// `mean` divided by the uniform-attention baseline (0: self only, 1: uniform).
+    pub relative: f64,
+    /// Mean weight on the query's own token and the previous one (`j >= i - 1`).
+    pub local_mass: f64,
+}
+
+/// Accumulates distances over sequences.
+#[derive(Debug, Clone, Default)]
+struct Acc {
+    dist: Vec<f64>, // per head
+    mass: f64,
+    uniform: f64,
+    rows: f64,
+}
+
+/// Locality of every layer, averaged over `windows` non-overlapping windows of `seq_len`
+/// tokens of `stream` (the held-out text).
+pub fn locality(
+    model: &Model,
+    stream: &TokenStream,
+    seq_len: usize,
+    windows: usize,
+    dev: &Device,
+) -> Result<Vec<LayerLocality>> {
+    let mut accs: Vec<Acc> = Vec::new();
+    let usable = stream.ids.len().saturating_sub(1) / seq_len.max(1);
+    if usable == 0 || windows == 0 {
+        return Err(Error::NotEnoughData(format!(
+            "{} tokens for windows of {seq_len}",
+            stream.ids.len()
+        )));
+    }
+    for w in 0..windows.min(usable) {
+        let ids = &stream.ids[w * seq_len..(w + 1) * seq_len];
+        for map in attention_maps(model, ids, dev)? {
+            if accs.len() <= map.layer {
+                accs.resize(map.layer + 1, Acc::default());
+            }
+            accumulate(&mut accs[map.layer], &map);
+        }
+    }
+    Ok(accs
+        .into_iter()
+        .enumerate()
+        .map(|(layer, a)| {
+            let per_head: Vec<f64> = a.dist.iter().map(|d| d / a.rows).collect();
+            let mean = per_head.iter().sum::<f64>() / per_head.len().max(1) as f64;
+            LayerLocality {
+                layer,
+                mean,
+                relative: mean / (a.uniform / a.rows).max(f64::MIN_POSITIVE),
+                local_mass: a.mass / (a.rows * per_head.len().max(1) as f64),
+                per_head,
+            }
+        })
+        .collect())
+}
+
+fn accumulate(acc: &mut Acc, map: &LayerMap) {
+    let heads = map.weights.len();
+    if acc.dist.len() < heads {
+        acc.dist.resize(heads, 0.0);
+    }
+    let t = map.weights.first().map_or(0, Vec::len);
+    for (h, rows) in map.weights.iter().enumerate() {
+        for (i, row) in rows.iter().enumerate() {
+            let d: f64 = row[..=i]
+                .iter()
+                .enumerate()
+                .map(|(j, &w)| w as f64 * (i - j) as f64)
+                .sum();
+            acc.dist[h] += d;
+            acc.mass += row[i] as f64 + if i > 0 { row[i - 1] as f64 } else { 0.0 };
+        }
+    }
+    acc.uniform += (0..t).map(|i| i as f64 / 2.0).sum::<f64>();
+    acc.rows += t as f64;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distances_of_self_and_uniform_attention() {
+        let t = 5;
+        let eye: Vec<Vec<f32>> = (0..t)
+            .map(|i| (0..t).map(|j| (i == j) as u8 as f32).collect())
+            .collect();
+        let uni: Vec<Vec<f32>> = (0..t)
+            .map(|i| {
+                (0..t)
+                    .map(|j| if j <= i { 1.0 / (i + 1) as f32 } else { 0.0 })
+                    .collect()
+            })
+            .collect();
+        let mut a = Acc::default();
+        accumulate(
+            &mut a,
+            &LayerMap {
+                layer: 0,
+                weights: vec![eye, uni],
+            },
+        );
+        let uniform = a.uniform / a.rows;
+        assert!((a.dist[0] / a.rows).abs() < 1e-12);
+        assert!((a.dist[1] / a.rows - uniform).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,218 @@
+//! In-context learning on synthetic token tasks, as accuracy against the number of shots.
+//!
+//! Episodes are built from single-token words of the model's own tokenizer (tokens made of a
+//! leading space and 3+ lowercase letters, the most frequent [`WORD_POOL`] of them), so they
+//! need no training data; a prediction is right when the arg-max of the next-token logits is
+//! the expected token. Both probes are seeded.
+//!
+//! - **`induction`** (pattern induction): a random pattern of `pattern_len` distinct words is
+//!   shown `shots` times and then once more; accuracy is over the predictions of words
+//!   `2..=pattern_len` of that last presentation (each one is predictable only by copying what
+//!   followed the same word before). `shots = 0` is the no-context baseline.
+//! - **`recall`** (associative recall): `shots` key-value word pairs `k1 v1 k2 v2 ...`, then
+//!   one of the keys again; right when the model predicts its value. More shots means more
+//!   pairs to search, so this curve measures retrieval under interference.
+
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tokenizers::Tokenizer;
+
+use crate::error::Error;
+use crate::eval::choice::mean_stderr;
+use crate::eval::scorer::{CausalLm, argmax};
+
+/// How many of the most frequent single-token words episodes draw from.
+pub const WORD_POOL: usize = 1000;
+
+/// Which synthetic task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IclTask {
+    /// Pattern induction (copy a repeated pattern).
+    Induction,
+    /// Associative recall of key-value pairs.
+    Recall,
+}
+
+/// Accuracy at one number of shots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IclPoint {
+    /// Shots (earlier presentations for induction, stored pairs for recall).
+    pub shots: usize,
+    /// Fraction of right predictions.
+    pub accuracy: f64,
+    /// Its standard error over predictions.
+    pub stderr: f64,
+    /// Predictions scored.
+    pub predictions: usize,
+}
+
+/// An accuracy-vs-shots curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IclCurve {
+    /// The task.
+    pub task: IclTask,
+    /// One point per number of shots.
+    pub points: Vec<IclPoint>,
+    /// Accuracy of guessing uniformly among the word pool.
+    pub chance: f64,
+}
+
+/// Parameters of an ICL probe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IclConfig {
+    /// The numbers of shots to measure.
+    pub shots: Vec<usize>,
+    /// Episodes per point.
+    pub episodes: usize,
+    /// Words per induction pattern.
+    pub pattern_len: usize,
+    /// Seeds the episodes.
+    pub seed: u64,
+}
+
+impl IclConfig {
+    /// Defaults that fit a 64-token context: induction with patterns of 8 words shown
+    /// 0..=6 times, recall with 1..=16 pairs, 64 episodes per point.
+    pub fn default_for(task: IclTask) -> Self {
+        IclConfig {
+            shots: match task {
+                IclTask::Induction => (0..=6).collect(),
+                IclTask::Recall => vec![1, 2, 4, 8, 16],
+            },
+            episodes: 64,
+            pattern_len: 8,
+            seed: 7,
+        }
+    }
+}
+
+/// The single-token words episodes draw from: ids of tokens `"Ġ" + [a-z]{3,}`, the
+/// `WORD_POOL` smallest ids (BPE merges are learnt in order of frequency).
+pub fn word_pool(tk: &Tokenizer) -> Vec<u32> {
+    let mut ids: Vec<u32> = tk
+        .get_vocab(false)
+        .into_iter()
+        .filter(|(s, _)| {
+            s.strip_prefix('Ġ')
+                .is_some_and(|w| w.len() >= 3 && w.chars().all(|c| c.is_ascii_lowercase()))
+        })
+        .map(|(_, id)| id)
+        .collect();
+    ids.sort_unstable();
+    ids.truncate(WORD_POOL);
+    ids
+}
+
+/// One episode: the tokens and, for each scored position, the expected next token.
+struct Episode {
+    ids: Vec<u32>,
+    targets: Vec<(usize, u32)>, // (position whose logits predict, expected token)
+}
+
+fn induction_episode(pool: &[u32], shots: usize, len: usize, rng: &mut ChaCha8Rng) -> Episode {
+    let pattern: Vec<u32> = pool.choose_multiple(rng, len).copied().collect();
+    let ids: Vec<u32> = pattern
+        .iter()
+        .copied()
+        .cycle()
+        .take(len * (shots + 1))
+        .collect();
+    let last = len * shots;
+    let targets = (1..len).map(|k| (last + k - 1, pattern[k])).collect();
+    Episode { ids, targets }
+}
+
+fn recall_episode(pool: &[u32], shots: usize, rng: &mut ChaCha8Rng) -> Episode {
+    let words: Vec<u32> = pool.choose_multiple(rng, 2 * shots).copied().collect();
+    let (keys, values) = words.split_at(shots);
+    let mut ids: Vec<u32> = keys
+        .iter()
+        .zip(values)
+        .flat_map(|(&k, &v)| [k, v])
+        .collect();
+    let q = rng.random_range(0..shots);
+    ids.push(keys[q]);
+    Episode {
+        targets: vec![(ids.len() - 1, values[q])],
+        ids,
+    }
+}
+
+/// Measures `task` on `lm` with the word pool of `tk`. Fails when an episode would exceed the
+/// model's context or the pool is too small.
+pub fn icl_curve<M: CausalLm>(
+    lm: &M,
+    tk: &Tokenizer,
+    task: IclTask,
+    cfg: &IclConfig,
+) -> std::result::Result<IclCurve, M::Error> {
+    let pool = word_pool(tk);
+    let need = cfg.shots.iter().max().copied().unwrap_or(0) * 2 + cfg.pattern_len;
+    if pool.len() < need.max(2) {
+        return Err(Error::EvalInput {
+            what: format!("{} single-token words; the probe needs {need}", pool.len()),
+        }
+        .into());
+    }
+    let mut points = Vec::with_capacity(cfg.shots.len());
+    for &shots in &cfg.shots {
+        if task == IclTask::Recall && shots == 0 {
+            return Err(Error::EvalInput {
+                what: "recall needs >= 1 pair".into(),
+            }
+            .into());
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ ((shots as u64) << 32));
+        let mut hits = Vec::new();
+        for _ in 0..cfg.episodes {
+            let ep = match task {
+                IclTask::Induction => induction_episode(&pool, shots, cfg.pattern_len, &mut rng),
+                IclTask::Recall => recall_episode(&pool, shots, &mut rng),
+            };
+            let rows = lm.logits(&ep.ids)?;
+            for (pos, want) in ep.targets {
+                hits.push((argmax(&rows[pos]) == want as usize) as u8 as f64);
+            }
+        }
+        let (accuracy, stderr) = mean_stderr(&hits);
+        points.push(IclPoint {
+            shots,
+            accuracy,
+            stderr,
+            predictions: hits.len(),
+        });
+    }
+    Ok(IclCurve {
+        task,
+        points,
+        chance: 1.0 / pool.len() as f64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn episodes_have_the_promised_structure() {
+        let pool: Vec<u32> = (100..200).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let ep = induction_episode(&pool, 2, 5, &mut rng);
+        assert_eq!(ep.ids.len(), 15);
+        assert_eq!(ep.targets.len(), 4);
+        for (pos, want) in &ep.targets {
+            assert_eq!(ep.ids[pos + 1], *want);
+            assert_eq!(ep.ids[pos - 5 + 1], *want); // the same transition one shot earlier
+        }
+        let ep = recall_episode(&pool, 4, &mut rng);
+        assert_eq!(ep.ids.len(), 9);
+        let (pos, want) = ep.targets[0];
+        let key = ep.ids[pos];
+        let k = ep.ids[..8].iter().position(|&x| x == key).unwrap();
+        assert_eq!(k % 2, 0);
+        assert_eq!(ep.ids[k + 1], want);
+    }
+}

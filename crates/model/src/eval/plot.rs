@@ -1,0 +1,176 @@
+//! PNG figures (plotters): attention heat maps, the locality figure (mean attention distance
+//! per layer, one line per model) and in-context-learning curves (accuracy vs shots).
+//!
+//! Text needs a TrueType font: the first of `$PSF_FONT` and a few standard DejaVu / Liberation
+//! paths that exists is loaded once. Heat maps carry no text and need none; the line charts
+//! return [`Error::Plot`] when no font is found.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use crate::error::{Error, Result};
+use crate::eval::attention::LayerMap;
+
+const FONT_PATHS: [&str; 4] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+];
+
+/// Registers a font for plotters' "sans-serif" family once; whether one was found.
+fn font_ready() -> bool {
+    static READY: OnceLock<bool> = OnceLock::new();
+    *READY.get_or_init(|| {
+        let env = std::env::var("PSF_FONT").ok();
+        let candidates = env.iter().map(String::as_str).chain(FONT_PATHS);
+        for path in candidates {
+            if let Ok(bytes) = std::fs::read(path) {
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+}
+
+fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Plot {
+        path: PathBuf::from(path),
+        msg: e.to_string(),
+    }
+}
+
+/// A white-to-dark-blue colour for a weight in `[0, 1]` (values are clamped; the square root
+/// makes small weights visible).
+fn shade(w: f32) -> RGBColor {
+    let v = w.clamp(0.0, 1.0).sqrt();
+    let lerp = |a: f32, b: f32| (a + (b - a) * v).round() as u8;
+    RGBColor(lerp(255.0, 8.0), lerp(255.0, 48.0), lerp(255.0, 107.0))
+}
+
+/// One layer's heads side by side, `cell` pixels per weight, 4-pixel gaps; query rows top to
+/// bottom, keys left to right.
+pub fn heatmap_png(map: &LayerMap, cell: u32, path: &Path) -> Result<()> {
+    let heads = map.weights.len() as u32;
+    let t = map.weights.first().map_or(0, Vec::len) as u32;
+    if heads == 0 || t == 0 || cell == 0 {
+        return Err(plot_err(path, "empty attention map"));
+    }
+    let gap = 4;
+    let (w, h) = (heads * t * cell + (heads - 1) * gap, t * cell);
+    let root = BitMapBackend::new(path, (w, h)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+    for (hd, rows) in map.weights.iter().enumerate() {
+        let x0 = hd as u32 * (t * cell + gap);
+        for (i, row) in rows.iter().enumerate() {
+            for (j, &wt) in row.iter().enumerate() {
+                let (x, y) = ((x0 + j as u32 * cell) as i32, (i as u32 * cell) as i32);
+                let rect = [(x, y), (x + cell as i32 - 1, y + cell as i32 - 1)];
+                root.draw(&Rectangle::new(rect, shade(wt).filled()))
+                    .map_err(|e| plot_err(path, e))?;
+            }
+        }
+    }
+    root.present().map_err(|e| plot_err(path, e))
+}
+
+/// A named series of `(x, y)` points for a line chart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Legend label.
+    pub label: String,
+    /// The points.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A line chart with one line per series, axis labels and a legend.
+pub fn line_chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> Result<()> {
+    if !font_ready() {
+        return Err(plot_err(path, "no TrueType font found; set PSF_FONT"));
+    }
+    let pts = series.iter().flat_map(|s| s.points.iter());
+    let (mut x0, mut x1, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, 0f64);
+    for &(x, y) in pts {
+        (x0, x1, y1) = (x0.min(x), x1.max(x), y1.max(y));
+    }
+    if !x0.is_finite() {
+        return Err(plot_err(path, "no points"));
+    }
+    let (x1, y1) = (if x1 > x0 { x1 } else { x0 + 1.0 }, (y1 * 1.1).max(1e-9));
+    let root = BitMapBackend::new(path, (720, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(x0..x1, 0f64..y1)
+        .map_err(|e| plot_err(path, e))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .draw()
+        .map_err(|e| plot_err(path, e))?;
+    for (k, s) in series.iter().enumerate() {
+        let color = Palette99::pick(k).to_rgba();
+        chart
+            .draw_series(LineSeries::new(s.points.clone(), color.stroke_width(2)))
+            .map_err(|e| plot_err(path, e))?
+            .label(s.label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+        chart
+            .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(|e| plot_err(path, e))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| plot_err(path, e))?;
+    root.present().map_err(|e| plot_err(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heatmap_writes_a_png_of_the_expected_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.png");
+        let map = LayerMap {
+            layer: 0,
+            weights: vec![vec![vec![1.0, 0.0], vec![0.5, 0.5]]; 3],
+        };
+        heatmap_png(&map, 5, &path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes[1..4], b"PNG");
+        let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+        assert_eq!(width, 3 * 2 * 5 + 2 * 4);
+        assert!(
+            heatmap_png(
+                &LayerMap {
+                    layer: 0,
+                    weights: vec![]
+                },
+                5,
+                &path
+            )
+            .is_err()
+        );
+    }
+}
