@@ -1,0 +1,163 @@
+//! `psformer eval`: perplexity, zero-shot multiple choice, in-context learning and attention
+//! locality of one or more model directories; tables on stdout, `--json`, PNG figures.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use candle_core::Device;
+use psf_model::eval::icl::IclTask;
+use psf_model::eval::plot::{Series, line_chart};
+use psf_model::eval::suite::{ModelReport, SuiteConfig, evaluate_dir};
+
+/// Arguments of `eval`.
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// Model directories (`config.json` + `model.safetensors`; a training run's `checkpoint/`
+    /// finds its `tokenizer.json` one level up).
+    #[arg(required = true)]
+    models: Vec<PathBuf>,
+    /// The tokenizer, when not next to the model.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Multiple-choice task files (JSONL); default: the shipped crates/model/tasks/*.jsonl.
+    #[arg(long = "task")]
+    tasks: Vec<PathBuf>,
+    /// Items per task (default: all).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Held-out windows for perplexity (0 skips it).
+    #[arg(long, default_value_t = 256)]
+    windows: usize,
+    /// Window length (capped by the model's context).
+    #[arg(long, default_value_t = 128)]
+    seq_len: usize,
+    /// Episodes per ICL point (0 skips ICL).
+    #[arg(long, default_value_t = 64)]
+    episodes: usize,
+    /// Held-out windows for locality (0 skips it).
+    #[arg(long, default_value_t = 16)]
+    locality_windows: usize,
+    /// Writes figures here: attention heat maps per model and layer, the locality figure and
+    /// the ICL curves of all models.
+    #[arg(long)]
+    figures: Option<PathBuf>,
+    /// Writes all reports as JSON to this file (`-` for stdout instead of the tables).
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn shipped_tasks() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tasks");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.extension().is_some_and(|e| e == "jsonl"));
+    v.sort();
+    v
+}
+
+/// Runs `eval`.
+pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    let mut reports = Vec::new();
+    for (k, dir) in args.models.iter().enumerate() {
+        let cfg = SuiteConfig {
+            ppl_windows: (args.windows > 0).then_some(args.windows),
+            seq_len: args.seq_len,
+            tasks: if args.tasks.is_empty() {
+                shipped_tasks()
+            } else {
+                args.tasks.clone()
+            },
+            task_limit: args.limit,
+            icl: if args.episodes > 0 {
+                vec![IclTask::Induction, IclTask::Recall]
+            } else {
+                vec![]
+            },
+            icl_episodes: args.episodes,
+            locality_windows: (args.locality_windows > 0).then_some(args.locality_windows),
+            attention_dir: args.figures.as_ref().map(|f| f.join(format!("model{k}"))),
+            ..SuiteConfig::default()
+        };
+        let report = evaluate_dir(dir, args.tokenizer.as_deref(), &cfg, &dev)
+            .with_context(|| format!("evaluating {}", dir.display()))?;
+        if args.json.as_deref() != Some(Path::new("-")) {
+            print!("{}", report.to_table());
+        }
+        reports.push(report);
+    }
+    if let Some(fig) = &args.figures {
+        figures(fig, &reports)?;
+    }
+    match &args.json {
+        Some(p) if p.as_os_str() == "-" => println!("{}", serde_json::to_string_pretty(&reports)?),
+        Some(p) => std::fs::write(p, serde_json::to_string_pretty(&reports)?)
+            .with_context(|| format!("writing {}", p.display()))?,
+        None => {}
+    }
+    Ok(())
+}
+
+fn label(r: &ModelReport) -> String {
+    let norm = match r.attention_norm.get("kind").and_then(|k| k.as_str()) {
+        Some("power") => format!("power p={}", r.attention_norm["p"]),
+        Some(k) => k.to_string(),
+        None => "?".into(),
+    };
+    match r.step {
+        Some(s) => format!("{norm} (step {s})"),
+        None => norm,
+    }
+}
+
+fn figures(dir: &Path, reports: &[ModelReport]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let loc: Vec<Series> = reports
+        .iter()
+        .filter(|r| !r.locality.is_empty())
+        .map(|r| Series {
+            label: label(r),
+            points: r
+                .locality
+                .iter()
+                .map(|l| (l.layer as f64, l.mean))
+                .collect(),
+        })
+        .collect();
+    if !loc.is_empty() {
+        let p = dir.join("locality.png");
+        line_chart(
+            &p,
+            "Mean attention distance per layer",
+            "layer",
+            "tokens",
+            &loc,
+        )?;
+        println!("wrote {}", p.display());
+    }
+    for task in [IclTask::Induction, IclTask::Recall] {
+        let series: Vec<Series> = reports
+            .iter()
+            .filter_map(|r| {
+                let c = r.icl.iter().find(|c| c.task == task)?;
+                let points = c
+                    .points
+                    .iter()
+                    .map(|p| (p.shots as f64, p.accuracy))
+                    .collect();
+                Some(Series {
+                    label: label(r),
+                    points,
+                })
+            })
+            .collect();
+        if !series.is_empty() {
+            let name = format!("{task:?}").to_lowercase();
+            let p = dir.join(format!("icl_{name}.png"));
+            line_chart(&p, &format!("ICL: {name}"), "shots", "accuracy", &series)?;
+            println!("wrote {}", p.display());
+        }
+    }
+    Ok(())
+}
