@@ -6,7 +6,8 @@
 //! run's levels, scales and primitive counts exactly.
 
 use psf_ckks::{
-    Ciphertext, CkksParameters, Encoder, Evaluator, OpCounts, Plaintext, Primitive, Scale,
+    Ciphertext, CkksParameters, Encoder, Evaluator, LevelCounts, OpCounts, Plaintext, Primitive,
+    Scale,
 };
 
 use crate::Result;
@@ -67,6 +68,11 @@ pub trait Backend: Sync {
 
     /// Primitive counts so far.
     fn counts(&self) -> OpCounts;
+
+    /// Primitive counts so far by level, where the backend records them (for the cost model).
+    fn level_counts(&self) -> Option<LevelCounts> {
+        None
+    }
 }
 
 /// The real CKKS evaluator with its encoder.
@@ -194,5 +200,9 @@ impl Backend for HeBackend<'_> {
 
     fn counts(&self) -> OpCounts {
         self.eval.counter().snapshot()
+    }
+
+    fn level_counts(&self) -> Option<LevelCounts> {
+        Some(self.eval.counter().snapshot_levels())
     }
 }

@@ -430,4 +430,8 @@ impl Backend for SimBackend {
     fn counts(&self) -> OpCounts {
         self.counter.snapshot()
     }
+
+    fn level_counts(&self) -> Option<psf_ckks::LevelCounts> {
+        Some(self.counter.snapshot_levels())
+    }
 }

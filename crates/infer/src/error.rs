@@ -15,6 +15,9 @@ pub enum InferError {
     /// Error from an approximation recipe.
     #[error(transparent)]
     Approx(#[from] psf_approx::ApproxError),
+    /// Error from the polynomial-model crate.
+    #[error(transparent)]
+    Poly(#[from] psf_poly::PolyError),
     /// A shape that does not fit the model or the layout.
     #[error("shape mismatch in {what}: expected {expected}, got {got}")]
     Shape {

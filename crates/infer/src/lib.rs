@@ -11,9 +11,11 @@
 //!    logit ciphertexts and a [`Report`].
 //! 4. The client decrypts with [`client::Client::decrypt_logits`].
 
+pub mod chart;
 pub mod client;
 pub mod compile;
 mod error;
+mod from_poly;
 pub mod layout;
 pub mod model;
 mod reference;

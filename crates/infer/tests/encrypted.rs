@@ -41,6 +41,7 @@ fn encrypted_logits_match_the_twin_on_128_prompts() {
     let run = RunOptions {
         threads: 2,
         progress: &progress,
+        cost: None,
     };
     let (out, report) = forward(&m, &server, cts, &run).unwrap();
     eprintln!("{}", report.table());

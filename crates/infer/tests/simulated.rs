@@ -51,6 +51,24 @@ fn check(shape: Shape, batch: usize, seq_len: usize) {
     eprintln!("{shape:?}: max {max:.2e} mse {mse:.2e} top1 {top1}");
     eprintln!("{}", run.report.table());
     assert!(max < 1e-6 && top1 == 1.0, "max {max} top1 {top1}");
+    let dir = tempfile::tempdir().unwrap();
+    run.report
+        .write_json(dir.path().join("report.json"))
+        .unwrap();
+    psf_infer::chart::write_png(&run.report, dir.path().join("report.png")).unwrap();
+    let json = std::fs::read_to_string(dir.path().join("report.json")).unwrap();
+    let back: psf_infer::Report = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (&back.bootstraps, &back.counts),
+        (&run.report.bootstraps, &run.report.counts)
+    );
+    assert!((back.total_s - run.report.total_s).abs() < 1e-12);
+    assert!(
+        std::fs::metadata(dir.path().join("report.png"))
+            .unwrap()
+            .len()
+            > 1000
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use psf_circuits::Backend;
+use psf_ckks::LevelCounts;
 
 use super::refresh::Refresh;
 use super::timed::Timed;
@@ -31,6 +32,9 @@ struct Clock {
     current: Component,
     since: Instant,
     wall: [f64; Component::ALL.len()],
+    /// Level counts at the last switch, and the counts attributed to each component.
+    counted: Option<LevelCounts>,
+    counts: Vec<LevelCounts>,
 }
 
 /// One forward pass in flight.
@@ -69,6 +73,8 @@ impl<'a, B: Backend> Engine<'a, B> {
                 current: Component::Other,
                 since: Instant::now(),
                 wall: [0.0; Component::ALL.len()],
+                counted: None,
+                counts: vec![LevelCounts::default(); Component::ALL.len()],
             }),
             boots: Mutex::new(Vec::new()),
             progress,
@@ -83,6 +89,12 @@ impl<'a, B: Backend> Engine<'a, B> {
         let now = Instant::now();
         let (cur, since) = (k.current as usize, k.since);
         k.wall[cur] += (now - since).as_secs_f64();
+        if let Some(levels) = self.be.level_counts() {
+            if let Some(last) = k.counted.take() {
+                k.counts[cur].merge(&(levels.clone() - last));
+            }
+            k.counted = Some(levels);
+        }
         let prev = k.current;
         (k.current, k.since) = (c, now);
         self.be.set_component(c);
@@ -93,6 +105,17 @@ impl<'a, B: Backend> Engine<'a, B> {
     pub(crate) fn wall(&self) -> [f64; Component::ALL.len()] {
         self.enter(Component::Other);
         self.clock.lock().unwrap_or_else(|e| e.into_inner()).wall
+    }
+
+    /// Primitive counts by level attributed to each component (backends that record
+    /// levels only).
+    pub(crate) fn component_counts(&self) -> Vec<LevelCounts> {
+        self.enter(Component::Other);
+        self.clock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .counts
+            .clone()
     }
 
     /// Bootstraps placed so far.

@@ -11,8 +11,12 @@ pub mod refresh;
 pub mod timed;
 
 use psf_circuits::bootstrap::{Bootstrapper, Encapsulation};
+use psf_circuits::cost::CostModel;
 use psf_circuits::{Backend, HeBackend, SimBackend, SimCiphertext};
-use psf_ckks::{Ciphertext, CkksParameters, Encoder, EvaluationKeys, Evaluator, OpCounts};
+use psf_ckks::{
+    Ciphertext, CkksParameters, Encoder, EvaluationKeys, Evaluator, LevelCounts, OpCounts,
+    Primitive,
+};
 
 pub use engine::{Engine, Progress};
 pub use refresh::{HeRefresh, Refresh, SimRefresh};
@@ -27,6 +31,8 @@ pub struct RunOptions<'a> {
     pub threads: usize,
     /// Called after every block.
     pub progress: &'a (dyn Fn(&Progress) + Sync),
+    /// Prices each component's per-level counts into `predicted_s` (the cost model).
+    pub cost: Option<&'a CostModel>,
 }
 
 impl Default for RunOptions<'_> {
@@ -34,6 +40,7 @@ impl Default for RunOptions<'_> {
         Self {
             threads: 2,
             progress: &|_| {},
+            cost: None,
         }
     }
 }
@@ -75,7 +82,10 @@ fn execute<B: Backend>(
     let eng = Engine::new(be, refresh, m.layout, m.plan.stages.max(1), opts.progress);
     let outputs = pool(opts.threads)?.install(|| eng.forward(m, inputs))?;
     let total = eng.elapsed();
-    let report = report(m, &eng, total, before, backend, opts.threads);
+    let mut report = report(m, &eng, total, before, backend, opts.threads);
+    if let Some(cost) = opts.cost {
+        predict(&mut report, &eng.component_counts(), cost);
+    }
     Ok(Run {
         outputs,
         report,
@@ -135,6 +145,23 @@ fn report<B: Backend>(
         bootstraps: eng.bootstraps(),
         counts,
         notes: Vec::new(),
+    }
+}
+
+/// Fills `predicted_s` of every component from its counts; bootstrapping is priced by its
+/// own curve only (a real bootstrap also records its inner primitives).
+fn predict(report: &mut Report, counts: &[LevelCounts], cost: &CostModel) {
+    for (c, ct) in report.components.iter_mut().zip(counts) {
+        let priced = if c.component == Some(Component::Bootstrap) {
+            let mut only = LevelCounts::default();
+            for e in ct.entries().filter(|e| e.primitive == Primitive::Bootstrap) {
+                only.add(e.primitive, e.level, e.count);
+            }
+            only
+        } else {
+            ct.clone()
+        };
+        c.predicted_s = cost.predict(&priced).ok().map(|p| p.seconds);
     }
 }
 

@@ -77,8 +77,9 @@ impl Refresh<SimBackend> for SimRefresh {
         let mut maxima = self.maxima.lock().unwrap_or_else(|e| e.into_inner());
         let e = maxima.entry(site.to_string()).or_insert(0.0);
         *e = e.max(max);
+        // Priced by the cost table's bootstrapping curve (level-independent, kept at level 0).
         be.counter()
-            .record_n(Primitive::Bootstrap, cts.len().div_ceil(2) as u64);
+            .record_n_at(Primitive::Bootstrap, 0, cts.len().div_ceil(2) as u64);
         Ok(cts
             .iter()
             .map(|c| SimCiphertext {
@@ -131,7 +132,7 @@ impl Refresh<HeBackend<'_>> for HeRefresh<'_> {
         let shrink = |c: &Ciphertext| be.with_scale(c, be.scale(c) * bound);
         let mut out = Vec::with_capacity(cts.len());
         for pair in cts.chunks(2) {
-            eval.counter().record(Primitive::Bootstrap);
+            eval.counter().record_at(Primitive::Bootstrap, 0);
             if let [a, b] = pair {
                 let (x, y) = self.boot.bootstrap_real_pair(
                     eval,

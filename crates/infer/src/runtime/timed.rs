@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use psf_circuits::{Backend, Result};
-use psf_ckks::OpCounts;
+use psf_ckks::{LevelCounts, OpCounts};
 
 use crate::report::{Component, PrimitiveClass};
 
@@ -167,5 +167,8 @@ impl<B: Backend> Backend for Timed<B> {
     }
     fn counts(&self) -> OpCounts {
         self.inner.counts()
+    }
+    fn level_counts(&self) -> Option<LevelCounts> {
+        self.inner.level_counts()
     }
 }
