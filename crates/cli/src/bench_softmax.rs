@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
+use psf_circuits::bootstrap::presets::{self, EPHEMERAL_WEIGHT};
+use psf_circuits::bootstrap::{Bootstrapper, Encapsulation};
 use psf_circuits::cost::{CostModel, CostTable};
 use psf_circuits::softmax::{
     AttentionShape, DiagonalPacking, SoftmaxCircuit, SoftmaxConfig, SoftmaxVariant, exact,
@@ -39,9 +41,13 @@ pub struct BenchSoftmaxArgs {
     /// Cost table of N16_QP1765_BOOT_128BIT (from `psformer bench costs --set n16_boot`).
     #[arg(long, default_value = "crates/circuits/costs/n16_boot.json")]
     costs: PathBuf,
-    /// Token counts to also run on ciphertexts (Power-Softmax; the others need bootstraps).
+    /// Token counts to also run on ciphertexts.
     #[arg(long, value_delimiter = ',')]
     run: Vec<usize>,
+    /// Variants of the encrypted runs: power, taylor, square (the last two bootstrap their
+    /// division with the N16_QP1765_BOOT_128BIT preset: 5.6 GiB of keys, ~12 GiB peak).
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["power".to_string()])]
+    run_variants: Vec<String>,
     /// Threads of the encrypted runs.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -160,30 +166,62 @@ pub fn run(args: &BenchSoftmaxArgs) -> anyhow::Result<()> {
         }
     }
     for &tokens in &args.run {
-        run_encrypted(&params, &table, args, tokens)?;
+        for name in &args.run_variants {
+            let variant = match name.as_str() {
+                "power" => SoftmaxVariant::Power,
+                "taylor" => SoftmaxVariant::Taylor,
+                "square" => SoftmaxVariant::Square,
+                _ => anyhow::bail!("unknown variant {name} (power, taylor, square)"),
+            };
+            run_encrypted(&params, &table, args, tokens, variant)?;
+        }
     }
     Ok(())
 }
 
-/// Power-Softmax on ciphertexts at `tokens` tokens: measured seconds and precision.
+/// Bootstrapping for the exp variants' division: the preset's circuit, its keys'
+/// rotations and the encapsulation keys.
+struct Refresher {
+    boot: Bootstrapper,
+    encap: Encapsulation,
+}
+
+/// `variant` on ciphertexts at `tokens` tokens: measured seconds and precision.
 fn run_encrypted(
     params: &CkksParameters,
     table: &CostTable,
     args: &BenchSoftmaxArgs,
     tokens: usize,
+    variant: SoftmaxVariant,
 ) -> anyhow::Result<()> {
     let shape = AttentionShape {
         heads: args.heads,
         tokens,
     };
     let packing = DiagonalPacking::new(shape, params.max_slots())?;
-    let circuit = SoftmaxCircuit::new(SoftmaxVariant::Power, packing, SoftmaxConfig::default())?;
+    let circuit = SoftmaxCircuit::new(variant, packing, SoftmaxConfig::default())?;
     let s = scores(shape, 2.0, tokens as u64);
     let (counts, _) = simulate(params, &circuit, &s)?;
     let t0 = Instant::now();
     let mut kgen = KeyGenerator::seeded(params.ring(), 5);
     let sk = kgen.gen_secret_key();
-    let keys = EvaluationKeys::generate(&mut kgen, &sk, &packing.rotations(), false)?;
+    let needs_boot = counts.totals().get(Primitive::Bootstrap) > 0;
+    let boot = match needs_boot {
+        true => Some(Bootstrapper::new(params, presets::n16_128bit().config)?),
+        false => None,
+    };
+    let mut rotations = packing.rotations();
+    rotations.extend(boot.iter().flat_map(Bootstrapper::rotations));
+    rotations.sort_unstable();
+    rotations.dedup();
+    let keys = EvaluationKeys::generate(&mut kgen, &sk, &rotations, needs_boot)?;
+    let refresher = match boot {
+        Some(boot) => Some(Refresher {
+            boot,
+            encap: Encapsulation::generate(params, &sk, EPHEMERAL_WEIGHT, Some(6))?,
+        }),
+        None => None,
+    };
     let (enc, eval) = (Encoder::new(params), Evaluator::new(params, keys));
     let xs = circuit.pack(&s);
     let cts = (xs.iter())
@@ -203,19 +241,23 @@ fn run_encrypted(
         t0.elapsed().as_secs_f64()
     );
     let he = HeBackend::new(params, &enc, &eval);
-    let no_refresh = |_: &Ciphertext| -> psf_circuits::Result<Ciphertext> {
-        Err(psf_circuits::CircuitError::Invalid(
-            "Power-Softmax needs no bootstrap".into(),
-        ))
+    let refresh = |ct: &Ciphertext| -> psf_circuits::Result<Ciphertext> {
+        match &refresher {
+            Some(r) => r.boot.bootstrap(&eval, Some(&r.encap), ct),
+            None => Err(psf_circuits::CircuitError::Invalid(
+                "unexpected bootstrap".into(),
+            )),
+        }
     };
     let load = loadavg();
     let (secs, out) = with_threads(args.threads, || -> anyhow::Result<_> {
         let t = Instant::now();
-        let out = circuit.evaluate(&he, &cts, &no_refresh)?;
+        let out = circuit.evaluate(&he, &cts, &refresh)?;
         Ok((t.elapsed().as_secs_f64(), out))
     })??;
+    // A real bootstrap records its inner primitives, not `Bootstrap`: compare without them.
     anyhow::ensure!(
-        eval.counter().snapshot_levels() == counts,
+        needs_boot || eval.counter().snapshot_levels() == counts,
         "HE counts differ from the simulation"
     );
     let have: Vec<f64> = (out.iter())
@@ -227,8 +269,9 @@ fn run_encrypted(
         .and_then(|m| m.predict(&counts))
         .map_or("-".into(), |p| format!("{p}"));
     println!(
-        "encrypted power-softmax, {} heads x {tokens} tokens, {}T: {secs:.2} s measured \
+        "encrypted {}, {} heads x {tokens} tokens, {}T: {secs:.2} s measured \
          (load before {load}, after {}), predicted {predicted}; vs twin: {stats}",
+        variant.name(),
         args.heads,
         args.threads,
         loadavg()
