@@ -6,12 +6,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod anchor;
 mod bench_ckks;
 mod client;
+mod convert;
 mod bench_costs;
 mod bench_softmax;
 mod cost_check;
 mod demo;
 mod keys_cmd;
 mod serve;
+mod polyfit;
 mod timing;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +49,11 @@ enum Command {
     /// The client's steps one by one, on files.
     #[command(subcommand)]
     Client(client::ClientCommand),
+    /// Converts a softmax checkpoint to Power-Softmax by continued training (recovery curve).
+    Convert(convert::ConvertArgs),
+    /// Calibrates a Power-Softmax checkpoint, fits the polynomials for a sweep of degrees and
+    /// measures the polynomial model against its exact twin.
+    Polyfit(polyfit::PolyfitArgs),
 }
 
 #[derive(Subcommand)]
@@ -75,5 +82,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(&args),
         Command::Infer(args) => client::infer(&args),
         Command::Client(cmd) => client::client(&cmd),
+        Command::Convert(args) => convert::run_convert(&args),
+        Command::Polyfit(args) => polyfit::run_polyfit(&args),
     }
 }

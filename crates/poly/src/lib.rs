@@ -38,6 +38,7 @@
 //! interval the polynomial is evaluated anyway, as the circuit would.
 
 mod calibrate;
+mod choice;
 mod error;
 mod eval;
 mod matrix;
@@ -46,6 +47,7 @@ mod spec;
 mod weights;
 
 pub use calibrate::{CalibrationOptions, LayerRanges, ObservedRanges, Seen, calibrate};
+pub use choice::{ChoiceItem, ChoiceResult, continuation_task, score_choices};
 pub use error::{PolyError, Result};
 pub use eval::{
     Comparison, Ppl, candle_logits, candle_perplexity, compare, nll_and_argmax, windows,

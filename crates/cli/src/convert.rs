@@ -1,0 +1,174 @@
+//! `psformer convert`: swap a softmax checkpoint's attention for Power-Softmax (same
+//! parameters) and continue pre-training briefly, measuring held-out perplexity before the
+//! swap, right after it, and after every segment of steps (the recovery curve).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use psf_model::attention_norm::{AttentionNorm, PowerSoftmax};
+use psf_model::data::DataConfig;
+use psf_model::train::{RangeLoss, TrainConfig, run};
+use serde::Serialize;
+
+/// Arguments of `psformer convert`.
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    /// The softmax checkpoint: a directory with `config.json` and `model.safetensors`.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The tokenizer the checkpoint was trained with (`tokenizer.json`).
+    #[arg(long)]
+    pub tokenizer: PathBuf,
+    /// Output directory (checkpoint, token cache, `conversion.json`).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Power-Softmax exponent (even).
+    #[arg(long, default_value_t = 4)]
+    pub p: u32,
+    /// Power-Softmax eps (per key, length-agnostic form).
+    #[arg(long, default_value_t = 1e-3)]
+    pub eps: f64,
+    /// Total continued-training steps.
+    #[arg(long, default_value_t = 200)]
+    pub steps: usize,
+    /// Held-out perplexity is measured after every this many steps.
+    #[arg(long, default_value_t = 50)]
+    pub segment: usize,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 128)]
+    pub seq: usize,
+    /// Peak learning rate (warm-up 10 % of the steps, cosine to a tenth).
+    #[arg(long, default_value_t = 3e-4)]
+    pub lr: f64,
+    /// Range-minimization loss weight (off when absent).
+    #[arg(long)]
+    pub range_alpha: Option<f64>,
+    /// Held-out windows per evaluation.
+    #[arg(long, default_value_t = 64)]
+    pub eval_windows: usize,
+    /// Seed of batch sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// One point of the recovery curve.
+#[derive(Debug, Serialize)]
+struct Point {
+    steps: usize,
+    tokens: usize,
+    held_out_ppl: f64,
+}
+
+/// What `conversion.json` holds.
+#[derive(Debug, Serialize)]
+struct Conversion {
+    from: PathBuf,
+    attention: AttentionNorm,
+    range_alpha: Option<f64>,
+    batch: usize,
+    seq: usize,
+    lr: f64,
+    /// Held-out perplexity of the original softmax model (same windows).
+    original_ppl: f64,
+    /// Steps 0 is the swapped model before any training.
+    curve: Vec<Point>,
+}
+
+fn train_config(a: &ConvertArgs) -> TrainConfig {
+    let mut cfg = TrainConfig {
+        init_from: Some(a.from.clone()),
+        data: DataConfig {
+            tokenizer: Some(a.tokenizer.clone()),
+            ..DataConfig::default()
+        },
+        out_dir: a.out.clone(),
+        batch_size: a.batch,
+        seq_len: a.seq,
+        steps: a.steps,
+        max_lr: a.lr,
+        min_lr: a.lr / 10.0,
+        warmup_steps: (a.steps / 10).max(1),
+        range_loss: a.range_alpha.map(|alpha| RangeLoss {
+            alpha,
+            kinds: vec![
+                psf_model::RangeKind::Denominator,
+                psf_model::RangeKind::NormVariance,
+                psf_model::RangeKind::ActivationInput,
+            ],
+        }),
+        seed: a.seed,
+        checkpoint_every: 0,
+        eval_every: 0,
+        eval_windows: a.eval_windows,
+        resume: true,
+        progress: false,
+        ..TrainConfig::default()
+    };
+    cfg.model.attention_norm = Some(AttentionNorm::Power(PowerSoftmax {
+        p: a.p,
+        eps: a.eps,
+        ..PowerSoftmax::default()
+    }));
+    cfg
+}
+
+/// Runs the conversion and writes `conversion.json`.
+pub fn run_convert(a: &ConvertArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        a.segment > 0 && a.steps > 0,
+        "steps and segment must be > 0"
+    );
+    let cfg = train_config(a);
+    // The original model on the same held-out windows: a zero-step run of a softmax copy.
+    let mut orig = cfg.clone();
+    orig.model.attention_norm = Some(AttentionNorm::Softmax);
+    orig.out_dir = a.out.join("original-eval");
+    orig.stop_at = Some(0);
+    let original_ppl = run(&orig)
+        .context("evaluating the original model")?
+        .held_out
+        .ppl;
+    eprintln!("original (softmax): held-out ppl {original_ppl:.3}");
+    let mut curve = Vec::new();
+    let mut stop = 0;
+    loop {
+        let report = run(&TrainConfig {
+            stop_at: Some(stop),
+            ..cfg.clone()
+        })
+        .with_context(|| format!("training to step {stop}"))?;
+        let tokens = report.steps * a.batch * a.seq;
+        eprintln!(
+            "power p={}: step {} ({tokens} tokens): held-out ppl {:.3}",
+            a.p, report.steps, report.held_out.ppl
+        );
+        curve.push(Point {
+            steps: report.steps,
+            tokens,
+            held_out_ppl: report.held_out.ppl,
+        });
+        if stop >= a.steps {
+            break;
+        }
+        stop = (stop + a.segment).min(a.steps);
+    }
+    let out = Conversion {
+        from: a.from.clone(),
+        attention: cfg.model.attention_norm.clone().unwrap_or_default(),
+        range_alpha: a.range_alpha,
+        batch: a.batch,
+        seq: a.seq,
+        lr: a.lr,
+        original_ppl,
+        curve,
+    };
+    let path = a.out.join("conversion.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&out)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Regenerates QUALITY.md: converts the 250-step reference softmax model to Power-Softmax by
+# continued training, then calibrates and fits the polynomials (degree sweep) for the
+# converted model and for the Power-Softmax model trained from scratch, and assembles the
+# tables. Inputs: the reference runs of crates/model (REF_SOFTMAX, REF_POWER: run dirs with
+# checkpoint/, data/ and tokenizer.json). Outputs under $OUT (default target-model/quality).
+#   crates/poly/scripts/quality.sh
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+REF_SOFTMAX=${REF_SOFTMAX:-/tmp/psf-ref-softmax}
+REF_POWER=${REF_POWER:-/tmp/psf-ref-power}
+OUT=${OUT:-target-model/quality}
+STEPS=${STEPS:-40}
+SEGMENT=${SEGMENT:-20}
+BATCH=${BATCH:-8}
+BIN=${BIN:-target-poly/release/psformer}
+export RAYON_NUM_THREADS=${RAYON_NUM_THREADS:-2}
+[ -x "$BIN" ] || CARGO_TARGET_DIR=target-poly cargo build --release -p psformer
+mkdir -p "$OUT"
+nice -n 10 "$BIN" polyfit --model "$REF_POWER/checkpoint" --data "$REF_POWER/data" \
+  --original "$REF_SOFTMAX/checkpoint" --out "$OUT/poly-scratch" --degrees 8,16,32 \
+  --calib-windows 32 --eval-windows 16
+nice -n 10 "$BIN" convert --from "$REF_SOFTMAX/checkpoint" --tokenizer "$REF_SOFTMAX/tokenizer.json" \
+  --out "$OUT/converted" --p 4 --eps 1e-3 --steps "$STEPS" --segment "$SEGMENT" --batch "$BATCH" \
+  --seq 128 --lr 3e-4 --eval-windows 32
+nice -n 10 "$BIN" polyfit --model "$OUT/converted/checkpoint" --data "$REF_SOFTMAX/data" \
+  --original "$REF_SOFTMAX/checkpoint" --out "$OUT/poly-converted" --degrees 8,16,32 \
+  --calib-windows 32 --eval-windows 16
+echo "tables written to $OUT/poly-converted/quality.md and $OUT/poly-scratch/quality.md"
