@@ -8,6 +8,11 @@
 //! classical scaling by the public constant `c = 2 / (a + b)` (so `c x` lies in `(0, 2)`).
 //! Newton for `1/sqrt(x)`: `y' = y (3 - x y^2) / 2`, two levels per step.
 //!
+//! The recipes (interval, method, first-guess degree, iterations) and their `f64` twins are
+//! [`ReciprocalRecipe`] and [`InvSqrtRecipe`] in psf-approx; the circuits here are built from
+//! them ([`Reciprocal::from_recipe`], [`InvSqrt::from_recipe`]), so the polynomial model
+//! (psf-poly) and the encrypted circuit share one definition.
+//!
 //! Every circuit returns its output at exactly the requested scale (the input's by default):
 //! Newton steps use a copy of `x` rescaled once with a constant chosen so that each iterate
 //! keeps the target scale; Goldschmidt plans the scales of its squaring chain first and gives
@@ -15,16 +20,10 @@
 
 use crate::poly_eval::PolyEval;
 use crate::{Backend, Circuit, CircuitError, Result};
-use psf_approx::{self as approx, ErrorReport};
+use psf_approx::{ErrorReport, FirstGuess, InvSqrtRecipe, ReciprocalRecipe};
 
-/// Iteration that refines the first guess of `1/x`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    /// `y' = y (2 - x y)`: two levels per iteration.
-    Newton,
-    /// `y' = y (1 + e)`, `e' = e^2`: one level per iteration after the first.
-    Goldschmidt,
-}
+/// Iteration that refines the first guess of `1/x` (defined in psf-approx with the recipe).
+pub use psf_approx::InverseMethod as Method;
 
 /// A first guess: a public constant or a polynomial.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,28 +40,11 @@ impl Guess {
         }
     }
 
-    fn eval(&self, x: f64) -> f64 {
-        match self {
-            Guess::Constant(c) => *c,
-            Guess::Poly(p) => p.polys()[0].eval(x),
-        }
-    }
-
-    fn degree(&self) -> usize {
-        match self {
-            Guess::Constant(_) => 0,
-            Guess::Poly(p) => p.degree(),
-        }
-    }
-}
-
-fn check_interval(a: f64, b: f64) -> Result<()> {
-    if a > 0.0 && b > a && b.is_finite() {
-        Ok(())
-    } else {
-        Err(CircuitError::Invalid(format!(
-            "need 0 < a < b, got [{a}, {b}]"
-        )))
+    fn from_first_guess(g: &FirstGuess) -> Result<(Self, FirstGuess)> {
+        Ok(match g {
+            FirstGuess::Constant(c) => (Guess::Constant(*c), g.clone()),
+            FirstGuess::Poly(p) => (Guess::Poly(PolyEval::new(p.clone())?), g.clone()),
+        })
     }
 }
 
@@ -99,18 +81,16 @@ fn snap<B: Backend>(be: &B, ct: &B::Ct, target: f64) -> Result<B::Ct> {
 /// `1/x` on `[a, b]`: a first guess refined by Newton or Goldschmidt iterations.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reciprocal {
-    a: f64,
-    b: f64,
-    method: Method,
+    recipe: ReciprocalRecipe,
     guess: Guess,
-    iterations: usize,
+    twin_guess: FirstGuess,
     output_scale: Option<f64>,
 }
 
 impl Reciprocal {
     /// `1/x` on `[a, b]` by `method` with `iterations` steps from a first guess of
     /// `guess_degree` (0: the constant `2/(a+b)`; else the minimax polynomial of relative
-    /// error, [`approx::reciprocal`]).
+    /// error, [`psf_approx::reciprocal`]).
     pub fn new(
         a: f64,
         b: f64,
@@ -118,23 +98,29 @@ impl Reciprocal {
         guess_degree: usize,
         iterations: usize,
     ) -> Result<Self> {
-        check_interval(a, b)?;
-        let guess = if guess_degree == 0 {
-            Guess::Constant(2.0 / (a + b))
-        } else {
-            Guess::Poly(PolyEval::new(approx::reciprocal(a, b, guess_degree)?.poly)?)
-        };
-        if iterations == 0 && guess_degree == 0 {
-            return Err(CircuitError::Invalid("a constant needs iterations".into()));
-        }
-        Ok(Self {
+        Self::from_recipe(&ReciprocalRecipe {
             a,
             b,
             method,
-            guess,
+            guess_degree,
             iterations,
+        })
+    }
+
+    /// The circuit of a psf-approx recipe (the shared definition).
+    pub fn from_recipe(recipe: &ReciprocalRecipe) -> Result<Self> {
+        let (guess, twin_guess) = Guess::from_first_guess(&recipe.first_guess()?)?;
+        Ok(Self {
+            recipe: *recipe,
+            guess,
+            twin_guess,
             output_scale: None,
         })
+    }
+
+    /// The recipe this circuit implements.
+    pub fn recipe(&self) -> &ReciprocalRecipe {
+        &self.recipe
     }
 
     /// Sets the exact output scale (default: the input's).
@@ -145,38 +131,27 @@ impl Reciprocal {
 
     /// The interval.
     pub fn interval(&self) -> (f64, f64) {
-        (self.a, self.b)
+        (self.recipe.a, self.recipe.b)
     }
 
     /// The method.
     pub fn method(&self) -> Method {
-        self.method
+        self.recipe.method
     }
 
     /// Degree of the first guess (0: constant).
     pub fn guess_degree(&self) -> usize {
-        self.guess.degree()
+        self.recipe.guess_degree
     }
 
     /// Number of iterations.
     pub fn iterations(&self) -> usize {
-        self.iterations
+        self.recipe.iterations
     }
 
-    /// The f64 twin: the same iteration in `f64`.
+    /// The f64 twin: the recipe's iteration in `f64` ([`ReciprocalRecipe::eval_with`]).
     pub fn eval_f64(&self, x: f64) -> f64 {
-        let y0 = self.guess.eval(x);
-        match self.method {
-            Method::Newton => (0..self.iterations).fold(y0, |y, _| y * (2.0 - x * y)),
-            Method::Goldschmidt => {
-                let (mut y, mut e) = (y0, 1.0 - x * y0);
-                for _ in 0..self.iterations {
-                    y *= 1.0 + e;
-                    e *= e;
-                }
-                y
-            }
-        }
+        self.recipe.eval_with(&self.twin_guess, x)
     }
 
     /// The twin's error against `1/x` on a dense grid of `[a, b]` (the stated error).
@@ -184,9 +159,9 @@ impl Reciprocal {
         ErrorReport::measure(
             |x| 1.0 / x,
             |x| self.eval_f64(x),
-            (self.a, self.b),
+            self.interval(),
             self.guess_degree(),
-            approx::DEFAULT_GRID,
+            psf_approx::DEFAULT_GRID,
         )
     }
 
@@ -199,7 +174,7 @@ impl Reciprocal {
             });
         }
         let sigma = self.output_scale.unwrap_or_else(|| be.scale(x));
-        let y = match self.method {
+        let y = match self.recipe.method {
             Method::Newton => self.newton(be, x, sigma)?,
             Method::Goldschmidt => self.goldschmidt(be, x, sigma)?,
         };
@@ -209,10 +184,13 @@ impl Reciprocal {
     fn newton<B: Backend>(&self, be: &B, x: &B::Ct, sigma: f64) -> Result<B::Ct> {
         let (mut y, steps) = match &self.guess {
             // y1 = c (2 - c x): the first step is affine.
-            Guess::Constant(c) => (affine(be, x, -c * c, 2.0 * c, sigma)?, self.iterations - 1),
+            Guess::Constant(c) => (
+                affine(be, x, -c * c, 2.0 * c, sigma)?,
+                self.recipe.iterations - 1,
+            ),
             Guess::Poly(p) => (
                 p.clone().with_output_scale(sigma).evaluate_one(be, x)?,
-                self.iterations,
+                self.recipe.iterations,
             ),
         };
         for _ in 0..steps {
@@ -227,7 +205,7 @@ impl Reciprocal {
     }
 
     fn goldschmidt<B: Backend>(&self, be: &B, x: &B::Ct, sigma: f64) -> Result<B::Ct> {
-        match (&self.guess, self.iterations) {
+        match (&self.guess, self.recipe.iterations) {
             (Guess::Poly(p), 0) => return p.clone().with_output_scale(sigma).evaluate_one(be, x),
             (Guess::Constant(c), 1) => return affine(be, x, -c * c, 2.0 * c, sigma),
             _ => {}
@@ -241,7 +219,7 @@ impl Reciprocal {
         let s_e0 = be.prime(e0_level) as f64;
         // Plan the squaring chain's scales; y1 must have sigma / prod(scale(e_i) / q).
         let (mut s_e, mut l_e, mut l_y, mut ratio) = (s_e0, e0_level, y1_level, 1.0);
-        for _ in 1..self.iterations {
+        for _ in 1..self.recipe.iterations {
             s_e = s_e * s_e / be.prime(l_e) as f64;
             l_e -= 1;
             let m = l_y.min(l_e);
@@ -264,7 +242,7 @@ impl Reciprocal {
                 (y1, e0)
             }
         };
-        for _ in 1..self.iterations {
+        for _ in 1..self.recipe.iterations {
             e = be.rescale(&be.mul_relin(&e, &e)?)?;
             y = be.rescale(&be.mul_relin(&y, &be.add_const(&e, 1.0)?)?)?;
         }
@@ -274,8 +252,8 @@ impl Reciprocal {
 
 impl Circuit for Reciprocal {
     fn depth(&self) -> usize {
-        let (g, n) = (self.guess.depth(), self.iterations);
-        match (self.method, &self.guess) {
+        let (g, n) = (self.guess.depth(), self.recipe.iterations);
+        match (self.recipe.method, &self.guess) {
             (Method::Newton, Guess::Constant(_)) => 2 * n - 1,
             (Method::Newton, Guess::Poly(_)) => g + 2 * n,
             (Method::Goldschmidt, Guess::Constant(_)) => n + usize::from(n > 1),
@@ -288,34 +266,39 @@ impl Circuit for Reciprocal {
 /// `y' = y (3 - x y^2) / 2` (two levels each, computed as `1.5 y - 0.5 (x y) y^2`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct InvSqrt {
-    a: f64,
-    b: f64,
+    recipe: InvSqrtRecipe,
     guess: Guess,
-    iterations: usize,
+    twin_guess: FirstGuess,
     output_scale: Option<f64>,
 }
 
 impl InvSqrt {
     /// `1/sqrt(x)` on `[a, b]` with `iterations` Newton steps from a first guess of
     /// `guess_degree` (0: the public constant that is best after one step; else the minimax
-    /// polynomial of relative error, [`approx::inv_sqrt`]).
+    /// polynomial of relative error, [`psf_approx::inv_sqrt`]).
     pub fn new(a: f64, b: f64, guess_degree: usize, iterations: usize) -> Result<Self> {
-        check_interval(a, b)?;
-        let guess = if guess_degree == 0 {
-            Guess::Constant(inv_sqrt_constant(a, b))
-        } else {
-            Guess::Poly(PolyEval::new(approx::inv_sqrt(a, b, guess_degree)?.poly)?)
-        };
-        if iterations == 0 && guess_degree == 0 {
-            return Err(CircuitError::Invalid("a constant needs iterations".into()));
-        }
-        Ok(Self {
+        Self::from_recipe(&InvSqrtRecipe {
             a,
             b,
-            guess,
+            guess_degree,
             iterations,
+        })
+    }
+
+    /// The circuit of a psf-approx recipe (the shared definition).
+    pub fn from_recipe(recipe: &InvSqrtRecipe) -> Result<Self> {
+        let (guess, twin_guess) = Guess::from_first_guess(&recipe.first_guess()?)?;
+        Ok(Self {
+            recipe: *recipe,
+            guess,
+            twin_guess,
             output_scale: None,
         })
+    }
+
+    /// The recipe this circuit implements.
+    pub fn recipe(&self) -> &InvSqrtRecipe {
+        &self.recipe
     }
 
     /// Sets the exact output scale (default: the input's).
@@ -326,18 +309,17 @@ impl InvSqrt {
 
     /// Degree of the first guess (0: constant).
     pub fn guess_degree(&self) -> usize {
-        self.guess.degree()
+        self.recipe.guess_degree
     }
 
     /// Number of iterations.
     pub fn iterations(&self) -> usize {
-        self.iterations
+        self.recipe.iterations
     }
 
-    /// The f64 twin.
+    /// The f64 twin ([`InvSqrtRecipe::eval_with`]).
     pub fn eval_f64(&self, x: f64) -> f64 {
-        let y0 = self.guess.eval(x);
-        (0..self.iterations).fold(y0, |y, _| 1.5 * y - 0.5 * (x * y) * (y * y))
+        self.recipe.eval_with(&self.twin_guess, x)
     }
 
     /// The twin's error against `1/sqrt(x)` on a dense grid (the stated error).
@@ -345,9 +327,9 @@ impl InvSqrt {
         ErrorReport::measure(
             |x| 1.0 / x.sqrt(),
             |x| self.eval_f64(x),
-            (self.a, self.b),
+            (self.recipe.a, self.recipe.b),
             self.guess_degree(),
-            approx::DEFAULT_GRID,
+            psf_approx::DEFAULT_GRID,
         )
     }
 
@@ -363,11 +345,11 @@ impl InvSqrt {
         let (mut y, steps) = match &self.guess {
             Guess::Constant(c) => {
                 let y1 = affine(be, x, -0.5 * c * c * c, 1.5 * c, sigma)?;
-                (y1, self.iterations - 1)
+                (y1, self.recipe.iterations - 1)
             }
             Guess::Poly(p) => (
                 p.clone().with_output_scale(sigma).evaluate_one(be, x)?,
-                self.iterations,
+                self.recipe.iterations,
             ),
         };
         for _ in 0..steps {
@@ -390,26 +372,11 @@ impl InvSqrt {
     }
 }
 
-/// The constant first guess `c` of `1/sqrt(x)` on `[a, b]` that minimizes the relative error
-/// after one Newton step: with `r = 1 - c sqrt(x)`, a step maps `r` to `g(r) = (3r^2 - r^3)/2`,
-/// which punishes overshoot (`r < 0`) more than undershoot, so `c` balances `g` at both ends
-/// (bisection between `1/sqrt(b)`, no overshoot, and `2/(sqrt a + sqrt b)`).
-fn inv_sqrt_constant(a: f64, b: f64) -> f64 {
-    let g = |r: f64| (3.0 * r * r - r * r * r) / 2.0;
-    let gap = |c: f64| g(1.0 - c * a.sqrt()) - g(1.0 - c * b.sqrt()).abs();
-    let (mut lo, mut hi) = (1.0 / b.sqrt(), 2.0 / (a.sqrt() + b.sqrt()));
-    for _ in 0..100 {
-        let mid = 0.5 * (lo + hi);
-        if gap(mid) > 0.0 { lo = mid } else { hi = mid }
-    }
-    0.5 * (lo + hi)
-}
-
 impl Circuit for InvSqrt {
     fn depth(&self) -> usize {
         match self.guess {
-            Guess::Constant(_) => 2 * self.iterations - 1,
-            Guess::Poly(_) => self.guess.depth() + 2 * self.iterations,
+            Guess::Constant(_) => 2 * self.recipe.iterations - 1,
+            Guess::Poly(_) => self.guess.depth() + 2 * self.recipe.iterations,
         }
     }
 }
