@@ -212,20 +212,22 @@ mod tests {
                 b: 1.0,
                 method,
                 guess_degree: 7,
-                iterations: 4,
+                iterations: 6,
             };
-            assert!(r.error_report().unwrap().max_rel < 1e-12, "{method:?}");
-            let fewer = ReciprocalRecipe { iterations: 2, ..r };
+            let full = r.error_report().unwrap().max_rel;
+            assert!(full < 1e-12, "{method:?}: {full}");
+            let fewer = ReciprocalRecipe { iterations: 1, ..r };
             let e = fewer.error_report().unwrap().max_rel;
-            assert!(e > 1e-6 && e < 1e-1, "{e}");
+            assert!(e > 1e3 * full.max(1e-16) && e < 1.0, "{e} vs {full}");
         }
         let s = InvSqrtRecipe {
-            a: 1e-3,
-            b: 4.0,
+            a: 0.01,
+            b: 1.0,
             guess_degree: 7,
-            iterations: 4,
+            iterations: 6,
         };
-        assert!(s.error_report().unwrap().max_rel < 1e-9);
+        let e = s.error_report().unwrap().max_rel;
+        assert!(e < 1e-9, "{e}");
     }
 
     #[test]
