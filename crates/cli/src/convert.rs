@@ -133,9 +133,26 @@ pub fn run_convert(a: &ConvertArgs) -> anyhow::Result<()> {
         .held_out
         .ppl;
     eprintln!("original (softmax): held-out ppl {original_ppl:.3}");
-    let mut curve = Vec::new();
+    // Step 0 (swapped, untrained) in a directory of its own: a zero-step checkpoint has no
+    // training loss, and resuming the training run from it would fail.
+    let swapped = run(&TrainConfig {
+        out_dir: a.out.join("swapped-eval"),
+        stop_at: Some(0),
+        ..cfg.clone()
+    })
+    .context("evaluating the swapped model")?;
+    eprintln!(
+        "power p={}: step 0: held-out ppl {:.3}",
+        a.p, swapped.held_out.ppl
+    );
+    let mut curve = vec![Point {
+        steps: 0,
+        tokens: 0,
+        held_out_ppl: swapped.held_out.ppl,
+    }];
     let mut stop = 0;
-    loop {
+    while stop < a.steps {
+        stop = (stop + a.segment).min(a.steps);
         let report = run(&TrainConfig {
             stop_at: Some(stop),
             ..cfg.clone()
@@ -151,10 +168,6 @@ pub fn run_convert(a: &ConvertArgs) -> anyhow::Result<()> {
             tokens,
             held_out_ppl: report.held_out.ppl,
         });
-        if stop >= a.steps {
-            break;
-        }
-        stop = (stop + a.segment).min(a.steps);
     }
     let out = Conversion {
         from: a.from.clone(),
