@@ -128,6 +128,7 @@ pub fn run_convert(a: &ConvertArgs) -> anyhow::Result<()> {
     orig.model.attention_norm = Some(AttentionNorm::Softmax);
     orig.out_dir = a.out.join("original-eval");
     orig.stop_at = Some(0);
+    orig.resume = false;
     let original_ppl = run(&orig)
         .context("evaluating the original model")?
         .held_out
@@ -138,6 +139,7 @@ pub fn run_convert(a: &ConvertArgs) -> anyhow::Result<()> {
     let swapped = run(&TrainConfig {
         out_dir: a.out.join("swapped-eval"),
         stop_at: Some(0),
+        resume: false,
         ..cfg.clone()
     })
     .context("evaluating the swapped model")?;
