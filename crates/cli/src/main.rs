@@ -5,16 +5,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod anchor;
 mod bench_ckks;
-mod client;
-mod convert;
 mod bench_costs;
 mod bench_softmax;
+mod client;
+mod convert;
 mod cost_check;
 mod demo;
+mod eval;
 mod keys_cmd;
-mod serve;
 mod polyfit;
+mod serve;
 mod timing;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -49,6 +51,11 @@ enum Command {
     /// The client's steps one by one, on files.
     #[command(subcommand)]
     Client(client::ClientCommand),
+    /// Trains a model from a JSON training configuration (progress bar, checkpoints, resume).
+    Train(train::TrainArgs),
+    /// Evaluates model directories: perplexity, multiple choice, in-context learning,
+    /// attention maps and locality.
+    Eval(eval::EvalArgs),
     /// Converts a softmax checkpoint to Power-Softmax by continued training (recovery curve).
     Convert(convert::ConvertArgs),
     /// Calibrates a Power-Softmax checkpoint, fits the polynomials for a sweep of degrees and
@@ -82,6 +89,8 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(&args),
         Command::Infer(args) => client::infer(&args),
         Command::Client(cmd) => client::client(&cmd),
+        Command::Train(args) => train::run_cmd(&args),
+        Command::Eval(args) => eval::run(&args),
         Command::Convert(args) => convert::run_convert(&args),
         Command::Polyfit(args) => polyfit::run_polyfit(&args),
     }

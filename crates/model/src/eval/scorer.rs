@@ -96,7 +96,7 @@ pub fn log_likelihood<M: CausalLm>(
     continuation: &[u32],
 ) -> std::result::Result<LogLikelihood, M::Error> {
     let max = lm.max_len();
-    if context.is_empty() || continuation.is_empty() || continuation.len() >= max + 1 {
+    if context.is_empty() || continuation.is_empty() || continuation.len() > max {
         return Err(Error::EvalInput {
             what: format!(
                 "context of {} and continuation of {} tokens (need >= 1 each, continuation <= {max})",
