@@ -19,10 +19,16 @@ use crate::train::config::TrainConfig;
 pub struct CheckpointState {
     /// Optimizer steps completed.
     pub step: usize,
-    /// Training loss of the last step.
+    /// Training loss of the last step (NaN before the first step: JSON has no NaN, so it is
+    /// written as `null` and read back as NaN).
+    #[serde(deserialize_with = "null_as_nan")]
     pub loss: f32,
     /// The run's configuration (a resumed run must match it, except `steps`).
     pub train: TrainConfig,
+}
+
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f32, D::Error> {
+    Ok(Option::<f32>::deserialize(d)?.unwrap_or(f32::NAN))
 }
 
 /// Saves `trainer` into `dir` (replacing any previous checkpoint there).
@@ -92,5 +98,26 @@ fn ckpt_err(path: &Path, msg: String) -> Error {
     Error::Checkpoint {
         path: PathBuf::from(path),
         msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nan_loss_round_trips_through_state_json() {
+        let state = CheckpointState {
+            step: 0,
+            loss: f32::NAN,
+            train: TrainConfig::default(),
+        };
+        let text = serde_json::to_string(&state).unwrap();
+        let back: CheckpointState = serde_json::from_str(&text).unwrap();
+        assert!(back.loss.is_nan() && back.step == 0);
+        let finite = CheckpointState { loss: 2.5, ..state };
+        let back: CheckpointState =
+            serde_json::from_str(&serde_json::to_string(&finite).unwrap()).unwrap();
+        assert_eq!(back.loss, 2.5);
     }
 }
