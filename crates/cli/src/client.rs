@@ -10,6 +10,8 @@ use psf_ckks::serialization::{WireDecode, WireEncode, WireEncodeSecret};
 use psf_ckks::{CkksParameters, EvaluationKeys, PrecisionStats};
 use psf_service::{Client, ClientKeys, Probe, ProbeSpec};
 
+use crate::keys_cmd::write_secret;
+
 /// Arguments of `infer`.
 #[derive(clap::Args)]
 pub struct InferArgs {
@@ -173,16 +175,6 @@ async fn keygen(c: &Client, out: &Path) -> anyhow::Result<()> {
         evk.len() as f64 / 1048576.0,
         out.display()
     );
-    Ok(())
-}
-
-fn write_secret(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(bytes)?;
     Ok(())
 }
 

@@ -65,11 +65,15 @@ pub struct DecryptArgs {
     json: Option<PathBuf>,
 }
 
-fn named_params(name: &str) -> anyhow::Result<CkksParameters> {
+/// The named parameter sets of the key, server and client commands (`INSECURE` toy rings only
+/// for tests), or a JSON parameter literal file.
+pub(crate) fn named_params(name: &str) -> anyhow::Result<CkksParameters> {
     let lit = match name {
         "n14" => sets::n14_depth5_128bit(),
         "n15" => sets::n15_depth11_128bit(),
         "n16" => sets::n16_depth20_128bit(),
+        "insecure-n10" => sets::insecure_n10(),
+        "insecure-n12" => sets::insecure_n12(),
         path => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading parameter file {path}"))?;
@@ -92,7 +96,8 @@ fn read<T: WireDecode>(dir: &Path, file: &str, params: &CkksParameters) -> anyho
     T::from_bytes(&bytes, params).with_context(|| format!("decoding {}", path.display()))
 }
 
-fn write_secret(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Writes secret bytes to a file readable by its owner only.
+pub(crate) fn write_secret(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

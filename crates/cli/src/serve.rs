@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use psf_ckks::{CkksParameters, sets};
+
+use crate::keys_cmd::named_params;
 use psf_service::{Engine, Limits, ProbeSpec, Server};
 
 /// Arguments of `serve`.
@@ -38,24 +39,6 @@ pub struct ServeArgs {
     /// Seconds before an unused session is dropped.
     #[arg(long, default_value_t = Limits::default().session_idle_secs)]
     idle_secs: u64,
-}
-
-/// The named parameter sets of the server and client commands.
-pub fn named_params(name: &str) -> anyhow::Result<CkksParameters> {
-    let lit = match name {
-        "n14" => sets::n14_depth5_128bit(),
-        "n15" => sets::n15_depth11_128bit(),
-        "n16" => sets::n16_depth20_128bit(),
-        "insecure-n10" => sets::insecure_n10(),
-        "insecure-n12" => sets::insecure_n12(),
-        path => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading parameter file {path}"))?;
-            serde_json::from_str(&text)
-                .with_context(|| format!("{path}: not a CKKS parameter literal"))?
-        }
-    };
-    Ok(lit.try_build()?)
 }
 
 async fn shutdown_signal() {

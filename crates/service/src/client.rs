@@ -270,10 +270,7 @@ impl Client {
         params: &CkksParameters,
         inputs: &[Ciphertext],
     ) -> Result<Vec<Ciphertext>> {
-        let bytes = self
-            .job_raw(id, "forward", frame::encode_ciphertexts(inputs))
-            .await?;
-        frame::decode_ciphertexts(&bytes, params, 0, usize::MAX)
+        self.job(id, "forward", params, inputs).await
     }
 
     /// Runs one `step` (extends the session's encrypted cache).
@@ -286,8 +283,19 @@ impl Client {
         params: &CkksParameters,
         inputs: &[Ciphertext],
     ) -> Result<Vec<Ciphertext>> {
+        self.job(id, "step", params, inputs).await
+    }
+
+    /// Frames `inputs`, runs job `kind` and decodes its outputs under `params`.
+    async fn job(
+        &self,
+        id: &str,
+        kind: &str,
+        params: &CkksParameters,
+        inputs: &[Ciphertext],
+    ) -> Result<Vec<Ciphertext>> {
         let bytes = self
-            .job_raw(id, "step", frame::encode_ciphertexts(inputs))
+            .job_raw(id, kind, frame::encode_ciphertexts(inputs))
             .await?;
         frame::decode_ciphertexts(&bytes, params, 0, usize::MAX)
     }
