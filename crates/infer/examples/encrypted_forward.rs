@@ -20,9 +20,8 @@ use std::time::Instant;
 
 use psf_approx::{Chebyshev, InvSqrtRecipe, InverseMethod, ReciprocalRecipe};
 use psf_circuits::SimBackend;
-use psf_circuits::bootstrap::Encapsulation;
 use psf_circuits::cost::{CostModel, CostTable};
-use psf_ckks::{Decryptor, Encryptor, EvaluationKeys, KeyGenerator};
+use psf_ckks::{Decryptor, Encryptor, KeyGenerator};
 use psf_infer::client::{Client, ClientSpec};
 use psf_infer::model::{Attention, Block, Linear, Mlp, ModelIr, Norm, NormKind, Rope};
 use psf_infer::runtime::{RunOptions, ServerContext, SimRefresh, forward, run_sim};
@@ -227,10 +226,7 @@ fn main() {
     }
     let mut kgen = KeyGenerator::seeded(params.ring(), 11);
     let sk = kgen.gen_secret_key();
-    let keys = EvaluationKeys::generate(&mut kgen, &sk, &req.rotations, req.conjugation).unwrap();
-    let encap = req
-        .encapsulation_weight
-        .map(|h| Encapsulation::generate(&params, &sk, h, Some(12)).unwrap());
+    let (keys, encap) = req.generate(&params, &mut kgen, &sk, Some(12)).unwrap();
     let client = Client::new(ClientSpec::of(&m).unwrap(), &params).unwrap();
     let cts = client
         .encrypt_embeddings(&mut Encryptor::with_secret_key(&sk).seeded(13), &x)

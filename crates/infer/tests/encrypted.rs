@@ -6,8 +6,7 @@
 mod common;
 
 use common::{NEOX, compare, model, prompts};
-use psf_circuits::bootstrap::Encapsulation;
-use psf_ckks::{Decryptor, Encryptor, EvaluationKeys, KeyGenerator};
+use psf_ckks::{Decryptor, Encryptor, KeyGenerator};
 use psf_infer::client::{Client, ClientSpec};
 use psf_infer::runtime::{RunOptions, ServerContext, forward};
 use psf_infer::{CompileOptions, CompiledModel, Component};
@@ -24,10 +23,7 @@ fn encrypted_logits_match_the_twin_on_128_prompts() {
     // Client: keys and encrypted embeddings.
     let mut kgen = KeyGenerator::seeded(params.ring(), 11);
     let sk = kgen.gen_secret_key();
-    let keys = EvaluationKeys::generate(&mut kgen, &sk, &req.rotations, req.conjugation).unwrap();
-    let encap = req
-        .encapsulation_weight
-        .map(|h| Encapsulation::generate(&params, &sk, h, Some(12)).unwrap());
+    let (keys, encap) = req.generate(&params, &mut kgen, &sk, Some(12)).unwrap();
     let client = Client::new(ClientSpec::of(&m).unwrap(), &params).unwrap();
     let x = prompts(NEOX.d, batch, seq_len, 2);
     let mut enc = Encryptor::with_secret_key(&sk).seeded(13);

@@ -13,9 +13,12 @@ pub mod weights;
 use std::collections::BTreeMap;
 
 use psf_approx::Chebyshev;
+use psf_circuits::bootstrap::Encapsulation;
 use psf_circuits::bootstrap::presets::{self, BootstrapPreset};
 use psf_circuits::{SimBackend, rotation_galois_elements};
-use psf_ckks::{CkksParameters, galois_element_for_conjugation};
+use psf_ckks::{
+    CkksParameters, EvaluationKeys, KeyGenerator, SecretKey, galois_element_for_conjugation,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::layout::Layout;
@@ -129,6 +132,30 @@ pub struct KeyRequirements {
     pub galois_elements: Vec<usize>,
     /// Hamming weight of the bootstrapping's ephemeral sparse secret (encapsulation keys).
     pub encapsulation_weight: Option<usize>,
+}
+
+impl KeyRequirements {
+    /// Generates exactly these keys for secret `sk`: the evaluation keys (relinearization,
+    /// rotations, conjugation) and, when bootstrapping is needed, the encapsulation keys (their
+    /// sparse secret drawn from `encapsulation_seed` when given, for tests; from the OS
+    /// otherwise).
+    ///
+    /// # Errors
+    /// Key generation failures of the CKKS layer or of the bootstrapping keys.
+    pub fn generate(
+        &self,
+        params: &CkksParameters,
+        kgen: &mut KeyGenerator,
+        sk: &SecretKey,
+        encapsulation_seed: Option<u64>,
+    ) -> Result<(EvaluationKeys, Option<Encapsulation>)> {
+        let keys = EvaluationKeys::generate(kgen, sk, &self.rotations, self.conjugation)?;
+        let encapsulation = self
+            .encapsulation_weight
+            .map(|h| Encapsulation::generate(params, sk, h, encapsulation_seed))
+            .transpose()?;
+        Ok((keys, encapsulation))
+    }
 }
 
 /// A model compiled for one layout and parameter set.
