@@ -14,16 +14,48 @@ use psf_ckks::{CkksParameters, KeyGenerator, SecretKey};
 use psf_math::{PrimeSearch, ntt_primes};
 use psf_rlwe::{Parameters, ParametersLiteral, SecretDistribution, SwitchingKey};
 
-use crate::Result;
+use crate::{CircuitError, Result};
 
 /// Bits of the auxiliary prime of the small dense-to-sparse set.
 const AUX_PRIME_BITS: u32 = 61;
 
 /// The two switching keys of sparse-secret encapsulation and the small set of the first.
 pub struct Encapsulation {
+    weight: usize,
     small: Arc<Parameters>,
     to_sparse: SwitchingKey,
     to_dense: SwitchingKey,
+}
+
+/// The small set `{q_0} x {p'}` of weight `h` for the main set `params`: `q_0` is the main
+/// set's first prime and `p'` the largest 61-bit NTT prime below `2^61` that the main set does
+/// not use, so both sides of the wire derive the same set from `(params, h)`.
+///
+/// # Errors
+/// A weight the ring cannot hold, or no free auxiliary prime.
+pub fn small_params(params: &CkksParameters, h: usize) -> Result<Arc<Parameters>> {
+    let ring = params.ring();
+    let q0 = ring.q().primes()[0];
+    let used: Vec<u64> = ring
+        .q()
+        .primes()
+        .into_iter()
+        .chain(ring.p().primes())
+        .collect();
+    let aux = ntt_primes(AUX_PRIME_BITS, ring.n(), 1, PrimeSearch::Below, &used)
+        .map_err(psf_rlwe::RlweError::from)?;
+    Ok(ParametersLiteral {
+        name: format!("{}_ENCAPSULATION_H{h}", ring.name()),
+        log_n: ring.log_n(),
+        log_q: vec![],
+        log_p: vec![],
+        q: Some(vec![q0]),
+        p: Some(aux),
+        digit_size: None,
+        secret: SecretDistribution::SparseTernary { hamming_weight: h },
+        sigma: ring.sigma(),
+    }
+    .try_build()?)
 }
 
 impl Encapsulation {
@@ -36,27 +68,7 @@ impl Encapsulation {
         seed: Option<u64>,
     ) -> Result<Self> {
         let ring = params.ring();
-        let q0 = ring.q().primes()[0];
-        let used: Vec<u64> = ring
-            .q()
-            .primes()
-            .into_iter()
-            .chain(ring.p().primes())
-            .collect();
-        let aux = ntt_primes(AUX_PRIME_BITS, ring.n(), 1, PrimeSearch::Below, &used)
-            .map_err(psf_rlwe::RlweError::from)?;
-        let small = ParametersLiteral {
-            name: format!("{}_ENCAPSULATION_H{h}", ring.name()),
-            log_n: ring.log_n(),
-            log_q: vec![],
-            log_p: vec![],
-            q: Some(vec![q0]),
-            p: Some(aux),
-            digit_size: None,
-            secret: SecretDistribution::SparseTernary { hamming_weight: h },
-            sigma: ring.sigma(),
-        }
-        .try_build()?;
+        let small = small_params(params, h)?;
         let (mut kgen, mut kgen_small) = match seed {
             Some(s) => (
                 KeyGenerator::seeded(ring, s),
@@ -70,10 +82,48 @@ impl Encapsulation {
         let sparse_main = kgen.secret_from_key(&sparse);
         let to_dense = kgen.gen_switching_key(sparse_main.poly(), sk);
         Ok(Self {
+            weight: h,
             small,
             to_sparse,
             to_dense,
         })
+    }
+
+    /// Keys received from elsewhere (the wire format): `to_sparse` must be a key over
+    /// [`small_params`]`(params, h)` and `to_dense` over `params`.
+    ///
+    /// # Errors
+    /// [`CircuitError::Invalid`] naming the key whose parameters differ.
+    pub fn from_parts(
+        params: &CkksParameters,
+        h: usize,
+        to_sparse: SwitchingKey,
+        to_dense: SwitchingKey,
+    ) -> Result<Self> {
+        let small = small_params(params, h)?;
+        let fp = psf_ckks::serialization::parameters_fingerprint;
+        for (what, key, want) in [
+            ("dense-to-sparse", &to_sparse, &small),
+            ("sparse-to-dense", &to_dense, params.ring()),
+        ] {
+            if fp(key.params()) != fp(want) || key.digits.len() != want.dnum() {
+                return Err(CircuitError::Invalid(format!(
+                    "{what} key is not over {}",
+                    want.name()
+                )));
+            }
+        }
+        Ok(Self {
+            weight: h,
+            small,
+            to_sparse,
+            to_dense,
+        })
+    }
+
+    /// Hamming weight of the sparse secret.
+    pub fn weight(&self) -> usize {
+        self.weight
     }
 
     /// The small set `{q_0} x {p'}` with the sparse secret.

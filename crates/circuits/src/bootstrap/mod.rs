@@ -15,6 +15,7 @@ pub mod keys;
 pub mod linear;
 pub mod presets;
 mod real;
+mod wire;
 
 use std::f64::consts::TAU;
 

@@ -20,6 +20,8 @@
 //! - Galois key: `galois_element: u64, <switching key body>`
 //! - evaluation keys: `has_relin: u8, [<switching key body>], count,
 //!   count x (galois_element: u64, <switching key body>)`, elements strictly increasing
+//! - encapsulation keys (bootstrapping): `hamming_weight, small_fingerprint: u64, <switching key
+//!   body over the small set>, <switching key body over the main set>` (see [`decode_encapsulation`])
 //! - parameters: see [`CkksParametersLiteral::to_bytes`](crate::CkksParametersLiteral::to_bytes).
 //!
 //! Decoding ([`WireDecode::from_bytes`]) needs the parameters and checks everything: magic,
@@ -28,10 +30,14 @@
 //! whatever decodes re-encodes to the same bytes. Secret keys are written only through
 //! [`WireEncodeSecret::to_bytes_secret`].
 
+mod encapsulation;
 mod literal;
 mod objects;
 mod wire;
 
+pub use encapsulation::{
+    EncapsulationParts, decode_encapsulation, encapsulation_encoded_len, encode_encapsulation,
+};
 use psf_rlwe::Parameters;
 use zeroize::Zeroizing;
 
@@ -67,6 +73,8 @@ pub enum ObjectKind {
     GaloisKey = 8,
     /// [`crate::EvaluationKeys`].
     EvaluationKeys = 9,
+    /// Encapsulation keys of sparse-secret bootstrapping ([`EncapsulationParts`]).
+    EncapsulationKeys = 10,
 }
 
 impl ObjectKind {
@@ -83,6 +91,7 @@ impl ObjectKind {
             RelinearizationKey,
             GaloisKey,
             EvaluationKeys,
+            EncapsulationKeys,
         ]
         .into_iter()
         .find(|k| *k as u8 == tag)

@@ -202,7 +202,7 @@ impl WireDecode for PublicKey {
 }
 
 /// Switching-key body: `n, digits, limbs, digits x (b, a)`.
-fn switching_body_len(key: &SwitchingKey) -> usize {
+pub(super) fn switching_body_len(key: &SwitchingKey) -> usize {
     12 + key
         .digits
         .iter()
@@ -210,7 +210,7 @@ fn switching_body_len(key: &SwitchingKey) -> usize {
         .sum::<usize>()
 }
 
-fn write_switching_body(w: &mut Writer, key: &SwitchingKey) {
+pub(super) fn write_switching_body(w: &mut Writer, key: &SwitchingKey) {
     w.len32(key.params().n());
     w.len32(key.digits.len());
     w.len32(key.digits.first().map_or(0, |(b, _)| b.limbs()));
@@ -221,11 +221,14 @@ fn write_switching_body(w: &mut Writer, key: &SwitchingKey) {
 }
 
 /// Length of a well-formed switching-key body under `params`.
-fn expected_switching_body_len(params: &Parameters) -> usize {
+pub(super) fn expected_switching_body_len(params: &Parameters) -> usize {
     12 + 16 * params.dnum() * params.qp().len() * params.n()
 }
 
-fn read_switching_body(r: &mut Reader, params: &Arc<Parameters>) -> DecodeResult<SwitchingKey> {
+pub(super) fn read_switching_body(
+    r: &mut Reader,
+    params: &Arc<Parameters>,
+) -> DecodeResult<SwitchingKey> {
     let n = read_n(r, params)?;
     let dnum = params.dnum();
     r.len32("digits", dnum, dnum)?;
