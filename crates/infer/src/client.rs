@@ -1,11 +1,13 @@
 //! The client side: what it needs to know of the compiled circuit (the layout, widths and the
-//! encryption level), encryption of embeddings and decryption of logits. The embedding table
-//! stays with the client; the server never sees a token.
+//! encryption level), encryption of embeddings and decryption of logits, for whole prompts
+//! ([`Client`]) and for step-by-step decoding ([`StepClient`]). The embedding table stays with
+//! the client; the server never sees a token.
 
 use psf_ckks::{Ciphertext, CkksParameters, Decryptor, Encoder, Encryptor};
 use serde::{Deserialize, Serialize};
 
 use crate::compile::CompiledModel;
+use crate::compile::decode::{Decoder, StepLayout};
 use crate::layout::Layout;
 use crate::{InferError, Result};
 
@@ -120,5 +122,90 @@ impl Client {
             .iter()
             .map(|&(b, p)| self.spec.layout.unpack_token(&slots, self.spec.vocab, b, p))
             .collect()
+    }
+}
+
+/// The public facts a client needs to decode step by step (serializable, so a server can send
+/// them): the step layout and the encryption level.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepSpec {
+    /// Where a token's features and the logits sit.
+    pub layout: StepLayout,
+    /// Level to encrypt at.
+    pub level: usize,
+}
+
+impl StepSpec {
+    /// The spec of a decoder.
+    ///
+    /// # Errors
+    /// Invalid parameters.
+    pub fn of(dec: &Decoder) -> Result<Self> {
+        let params = dec.params()?;
+        Ok(Self {
+            layout: dec.layout,
+            level: dec.fresh_level(&params),
+        })
+    }
+}
+
+/// Client-side encryption of one token and decryption of one position's logits for a
+/// [`Decoder`].
+pub struct StepClient {
+    spec: StepSpec,
+    params: CkksParameters,
+    encoder: Encoder,
+}
+
+impl StepClient {
+    /// A client for `spec` under `params`.
+    ///
+    /// # Errors
+    /// A spec of other parameters (slots, levels).
+    pub fn new(spec: StepSpec, params: &CkksParameters) -> Result<Self> {
+        if spec.layout.slots != params.max_slots() || spec.level > params.ring().max_level() {
+            return Err(InferError::shape(
+                "step spec",
+                format!("{} slots", params.max_slots()),
+                format!("{} slots, level {}", spec.layout.slots, spec.level),
+            ));
+        }
+        Ok(Self {
+            spec,
+            params: params.clone(),
+            encoder: Encoder::new(params),
+        })
+    }
+
+    /// The spec.
+    pub fn spec(&self) -> &StepSpec {
+        &self.spec
+    }
+
+    /// Encrypts one token's embedding (`d_model` values) in the step layout.
+    ///
+    /// # Errors
+    /// A wrong width or an encryption error.
+    pub fn encrypt_token(&self, enc: &mut Encryptor, embedding: &[f64]) -> Result<Ciphertext> {
+        let packed = self.spec.layout.pack_token(embedding)?;
+        let pt = self.encoder.encode(
+            &packed,
+            self.params.max_log_slots(),
+            self.spec.level,
+            self.params.default_scale(),
+        )?;
+        Ok(enc.encrypt(&pt)?)
+    }
+
+    /// The logits (`vocab` values) of one step's logit ciphertexts.
+    ///
+    /// # Errors
+    /// The wrong number of ciphertexts or a decryption error.
+    pub fn decrypt_logits(&self, dec: &Decryptor, cts: &[Ciphertext]) -> Result<Vec<f64>> {
+        let slots = cts
+            .iter()
+            .map(|c| Ok(self.encoder.decode(&dec.decrypt(c)?)?))
+            .collect::<Result<Vec<_>>>()?;
+        self.spec.layout.unpack_logits(&slots)
     }
 }

@@ -45,6 +45,12 @@ pub enum InferError {
     /// inputs disagree on the circuit's shape).
     #[error("refresh point {0} missing from the compiled plan")]
     UnknownRefresh(String),
+    /// A decoding step past the decoder's maximum length.
+    #[error("the KV cache is full: {max_len} positions")]
+    CacheFull {
+        /// The decoder's maximum length.
+        max_len: usize,
+    },
     /// Writing a report or chart failed.
     #[error("report output {path}: {msg}")]
     Output {

@@ -10,6 +10,11 @@
 //! 3. The server runs [`runtime::forward`] with a [`runtime::ServerContext`] and returns the
 //!    logit ciphertexts and a [`Report`].
 //! 4. The client decrypts with [`client::Client::decrypt_logits`].
+//!
+//! Autoregressive generation: [`Decoder::compile`] (step layout, plan by a dry run over
+//! calibration sequences), [`client::StepClient`] encrypts one token and decrypts one
+//! position's logits, [`runtime::decode::step`] runs one token against the server-side
+//! [`runtime::decode::KvCache`].
 
 pub mod chart;
 pub mod client;
@@ -22,6 +27,7 @@ mod reference;
 pub mod report;
 pub mod runtime;
 
+pub use compile::decode::{DecodeOptions, Decoder, StepLayout};
 pub use compile::{CompileOptions, CompiledModel, KeyRequirements, Plan};
 pub use error::{InferError, Result};
 pub use layout::Layout;

@@ -8,6 +8,8 @@
 //! identically), the bound each refresh site divides by, the rotation keys the circuit uses
 //! and the primitive counts per component that the cost model turns into a latency.
 
+pub mod decode;
+pub mod decode_maps;
 pub mod weights;
 
 use std::collections::BTreeMap;
@@ -236,34 +238,43 @@ impl CompiledModel {
     /// # Errors
     /// As [`psf_circuits::bootstrap::Bootstrapper::new`].
     pub fn key_requirements(&self) -> Result<KeyRequirements> {
-        let params = self.params()?;
-        let boot = psf_circuits::bootstrap::Bootstrapper::new(&params, self.preset.config)?;
-        let mut rotations = self.plan.rotations.clone();
-        rotations.extend(boot.rotations());
-        let slots = params.max_slots() as i64;
-        rotations = rotations
-            .into_iter()
-            .map(|r| r.rem_euclid(slots))
-            .filter(|&r| r != 0)
-            .collect();
-        rotations.sort_unstable();
-        rotations.dedup();
-        let log_n = params.ring().log_n();
-        let mut galois_elements = rotation_galois_elements(rotations.iter().copied(), log_n);
-        galois_elements.push(galois_element_for_conjugation(log_n));
-        galois_elements.sort_unstable();
-        galois_elements.dedup();
-        Ok(KeyRequirements {
-            relinearization: true,
-            conjugation: true,
-            rotations,
-            galois_elements,
-            encapsulation_weight: self.preset.config.ephemeral_weight,
-        })
+        key_requirements_of(&self.preset, &self.plan.rotations)
     }
 }
 
-fn compile_block(b: &crate::model::Block) -> Result<CompiledBlock> {
+/// The keys of a circuit using `circuit_rotations` (outside bootstrapping) under `preset`:
+/// relinearization, conjugation, those rotations and the bootstrapping's, the encapsulation.
+pub(crate) fn key_requirements_of(
+    preset: &BootstrapPreset,
+    circuit_rotations: &[i64],
+) -> Result<KeyRequirements> {
+    let params = preset.params.try_build()?;
+    let boot = psf_circuits::bootstrap::Bootstrapper::new(&params, preset.config)?;
+    let mut rotations = circuit_rotations.to_vec();
+    rotations.extend(boot.rotations());
+    let slots = params.max_slots() as i64;
+    rotations = rotations
+        .into_iter()
+        .map(|r| r.rem_euclid(slots))
+        .filter(|&r| r != 0)
+        .collect();
+    rotations.sort_unstable();
+    rotations.dedup();
+    let log_n = params.ring().log_n();
+    let mut galois_elements = rotation_galois_elements(rotations.iter().copied(), log_n);
+    galois_elements.push(galois_element_for_conjugation(log_n));
+    galois_elements.sort_unstable();
+    galois_elements.dedup();
+    Ok(KeyRequirements {
+        relinearization: true,
+        conjugation: true,
+        rotations,
+        galois_elements,
+        encapsulation_weight: preset.config.ephemeral_weight,
+    })
+}
+
+pub(crate) fn compile_block(b: &crate::model::Block) -> Result<CompiledBlock> {
     let a = &b.attn;
     let alpha = 1.0 / ((a.head_dim as f64).sqrt() * a.c);
     let weights = AttentionWeights {

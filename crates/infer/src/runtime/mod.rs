@@ -5,11 +5,16 @@
 
 pub mod attention;
 mod blocks;
+pub mod decode;
+mod decode_blocks;
 pub mod engine;
 mod norm;
 pub mod refresh;
 pub mod timed;
 
+use std::collections::BTreeMap;
+
+use psf_circuits::bootstrap::presets::BootstrapPreset;
 use psf_circuits::bootstrap::{Bootstrapper, Encapsulation};
 use psf_circuits::cost::CostModel;
 use psf_circuits::{Backend, HeBackend, SimBackend, SimCiphertext};
@@ -55,7 +60,7 @@ pub struct Run<C> {
     pub rotations: Vec<i64>,
 }
 
-fn pool(threads: usize) -> Result<rayon::ThreadPool> {
+pub(crate) fn pool(threads: usize) -> Result<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()
@@ -101,6 +106,30 @@ fn report<B: Backend>(
     backend: &str,
     threads: usize,
 ) -> Report {
+    let a = m.blocks.first().map(|b| &b.attn);
+    let title = format!(
+        "{} blocks, d={}, heads={}, vocab={}; {} prompts x {} tokens; N=2^{}",
+        m.blocks.len(),
+        m.ir.d_model,
+        a.map_or(0, |a| a.heads),
+        m.ir.vocab(),
+        m.layout.batch,
+        m.layout.seq_len,
+        m.preset.params.ring.log_n,
+    );
+    build_report(title, eng, total, before, backend, threads)
+}
+
+/// The report of a pass of `eng` titled `title`: wall time per component, time and calls per
+/// primitive class, bootstraps and counts since `before`.
+pub(crate) fn build_report<B: Backend>(
+    title: String,
+    eng: &Engine<'_, B>,
+    total: f64,
+    before: OpCounts,
+    backend: &str,
+    threads: usize,
+) -> Report {
     let wall = eng.wall();
     let tally = eng.be.tally();
     let components = Component::ALL
@@ -125,18 +154,8 @@ fn report<B: Backend>(
         .into_iter()
         .map(|(p, k)| (format!("{p:?}"), k))
         .collect();
-    let a = m.blocks.first().map(|b| &b.attn);
     Report {
-        title: format!(
-            "{} blocks, d={}, heads={}, vocab={}; {} prompts x {} tokens; N=2^{}",
-            m.blocks.len(),
-            m.ir.d_model,
-            a.map_or(0, |a| a.heads),
-            m.ir.vocab(),
-            m.layout.batch,
-            m.layout.seq_len,
-            m.preset.params.ring.log_n,
-        ),
+        title,
         backend: backend.into(),
         threads,
         total_s: total,
@@ -150,7 +169,7 @@ fn report<B: Backend>(
 
 /// Fills `predicted_s` of every component from its counts; bootstrapping is priced by its
 /// own curve only (a real bootstrap also records its inner primitives).
-fn predict(report: &mut Report, counts: &[LevelCounts], cost: &CostModel) {
+pub(crate) fn predict(report: &mut Report, counts: &[LevelCounts], cost: &CostModel) {
     for (c, ct) in report.components.iter_mut().zip(counts) {
         let priced = if c.component == Some(Component::Bootstrap) {
             let mut only = LevelCounts::default();
@@ -206,8 +225,21 @@ impl ServerContext {
         keys: EvaluationKeys,
         encapsulation: Option<Encapsulation>,
     ) -> Result<Self> {
-        let params = m.params()?;
-        let boot = Bootstrapper::new(&params, m.preset.config)?;
+        Self::from_preset(&m.preset, keys, encapsulation)
+    }
+
+    /// The same for any circuit compiled under `preset` (e.g. a
+    /// [`crate::compile::decode::Decoder`]).
+    ///
+    /// # Errors
+    /// Invalid parameters, or as [`Bootstrapper::new`].
+    pub fn from_preset(
+        preset: &BootstrapPreset,
+        keys: EvaluationKeys,
+        encapsulation: Option<Encapsulation>,
+    ) -> Result<Self> {
+        let params = preset.params.try_build()?;
+        let boot = Bootstrapper::new(&params, preset.config)?;
         Ok(Self {
             encoder: Encoder::new(&params),
             eval: Evaluator::new(&params, keys),
@@ -227,7 +259,17 @@ impl ServerContext {
     }
 
     pub(crate) fn refresh<'a>(&'a self, m: &'a CompiledModel) -> HeRefresh<'a> {
-        HeRefresh::new(&self.boot, self.encapsulation.as_ref(), &m.plan.bounds)
+        self.refresh_with(&m.plan.bounds)
+    }
+
+    /// The bootstrapping refresh with the site bounds of a plan.
+    pub(crate) fn refresh_with<'a>(&'a self, bounds: &'a BTreeMap<String, f64>) -> HeRefresh<'a> {
+        HeRefresh::new(&self.boot, self.encapsulation.as_ref(), bounds)
+    }
+
+    /// The CKKS parameters.
+    pub fn params(&self) -> &CkksParameters {
+        &self.params
     }
 }
 

@@ -1,0 +1,428 @@
+//! Autoregressive generation with the server-side encrypted KV cache: the client encrypts one
+//! token's embedding per step, the server runs the decoder against the cache, the client
+//! decrypts the logits, picks the argmax token and encrypts its embedding. Prints the
+//! per-token latency and its per-component breakdown and writes one report JSON per step.
+//!
+//! ```text
+//! # the demo model, 128-bit N=2^16 chain: plan + simulated counts priced by the measured
+//! # cost table (no encryption):
+//! cargo run --release -p psf-infer --example generate -- --model models/demo \
+//!     --spec models/demo/poly.json --log-n 16 --sim \
+//!     --cost crates/circuits/costs/n16_boot.json --out target-infer/generate-demo-sim
+//! # the same encrypted (128-bit; a quiet machine and ~20 GiB):
+//! cargo run --release -p psf-infer --example generate -- --model models/demo \
+//!     --spec models/demo/poly.json --log-n 16 --out target-infer/generate-demo
+//! # a random NeoX shape on the INSECURE N=2^12 twin (minutes):
+//! cargo run --release -p psf-infer --example generate -- --log-n 12 --layers 2 --d 16 \
+//!     --heads 2 --mlp 32 --vocab 32 --out target-infer/generate-small
+//! ```
+//! Options: `--prompt TEXT` (with `--model`; default "Once upon a time"), `--new N` generated
+//! tokens (default 3), `--max-len N` (default: the prompt plus the new tokens), `--threads N`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use psf_approx::{Chebyshev, InvSqrtRecipe, InverseMethod, ReciprocalRecipe};
+use psf_circuits::SimBackend;
+use psf_circuits::cost::{CostModel, CostTable};
+use psf_ckks::{Decryptor, Encryptor, KeyGenerator};
+use psf_infer::client::{StepClient, StepSpec};
+use psf_infer::model::{Attention, Block, Linear, Mlp, ModelIr, Norm, NormKind, Rope};
+use psf_infer::runtime::decode::{KvCache, step, step_sim};
+use psf_infer::runtime::{RunOptions, ServerContext, SimRefresh};
+use psf_infer::{Component, DecodeOptions, Decoder, Report};
+use psf_model::data::tokenizer;
+use psf_poly::{PolyModel, PolySpec, PolyWeights};
+
+struct Args {
+    model: Option<PathBuf>,
+    spec: Option<PathBuf>,
+    prompt: String,
+    log_n: u32,
+    layers: usize,
+    d: usize,
+    heads: usize,
+    mlp: usize,
+    vocab: usize,
+    new: usize,
+    max_len: Option<usize>,
+    sim: bool,
+    cost: Option<String>,
+    out: String,
+    threads: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        model: None,
+        spec: None,
+        prompt: "Once upon a time".into(),
+        log_n: 12,
+        layers: 2,
+        d: 16,
+        heads: 2,
+        mlp: 32,
+        vocab: 32,
+        new: 3,
+        max_len: None,
+        sim: false,
+        cost: None,
+        out: "target-infer/generate".into(),
+        threads: 2,
+    };
+    let v: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < v.len() {
+        let next = || v.get(i + 1).cloned().unwrap_or_default();
+        let num = || next().parse::<usize>().expect("a number");
+        match v[i].as_str() {
+            "--model" => a.model = Some(next().into()),
+            "--spec" => a.spec = Some(next().into()),
+            "--prompt" => a.prompt = next(),
+            "--log-n" => a.log_n = num() as u32,
+            "--layers" => a.layers = num(),
+            "--d" => a.d = num(),
+            "--heads" => a.heads = num(),
+            "--mlp" => a.mlp = num(),
+            "--vocab" => a.vocab = num(),
+            "--new" => a.new = num(),
+            "--max-len" => a.max_len = Some(num()),
+            "--threads" => a.threads = num(),
+            "--cost" => a.cost = Some(next()),
+            "--out" => a.out = next(),
+            "--sim" => {
+                a.sim = true;
+                i += 1;
+                continue;
+            }
+            other => panic!("unknown argument {other}"),
+        }
+        i += 2;
+    }
+    a
+}
+
+/// What the client holds: the model, its embedding table, the prompt and calibration text.
+struct Setup {
+    ir: ModelIr,
+    embed: Vec<Vec<f64>>,
+    prompt: Vec<usize>,
+    calibration: Vec<Vec<usize>>,
+    name: Box<dyn Fn(usize) -> String>,
+}
+
+/// The model directory with its PolySpec, tokenizer and calibration text.
+fn from_dir(a: &Args, dir: &PathBuf) -> Setup {
+    let weights = PolyWeights::from_dir(dir).expect("model weights");
+    let spec_path = a.spec.clone().unwrap_or_else(|| dir.join("poly.json"));
+    let spec = PolySpec::from_file(&spec_path).expect("PolySpec");
+    let embed = (0..weights.config.vocab_size)
+        .map(|i| weights.embed(&[i as u32]).expect("row").data)
+        .collect();
+    let poly = PolyModel::new(weights, spec).expect("PolyModel");
+    let ir = ModelIr::from_poly(&poly).expect("model IR");
+    let tk = tokenizer::load(&dir.join("tokenizer.json")).expect("tokenizer");
+    let prompt: Vec<usize> = tokenizer::encode(&tk, &a.prompt)
+        .expect("prompt")
+        .into_iter()
+        .map(|i| i as usize)
+        .collect();
+    let text = std::fs::read_to_string(dir.join("calibration.txt")).expect("calibration.txt");
+    let ids = tokenizer::encode(&tk, &text).expect("calibration tokens");
+    let len = max_len(a, prompt.len());
+    let calibration = ids
+        .chunks_exact(len)
+        .take(8)
+        .map(|c| c.iter().map(|&i| i as usize).collect())
+        .collect();
+    let name = Box::new(move |id: usize| tokenizer::decode(&tk, &[id as u32]).unwrap_or_default());
+    Setup {
+        ir,
+        embed,
+        prompt,
+        calibration,
+        name,
+    }
+}
+
+fn max_len(a: &Args, prompt: usize) -> usize {
+    a.max_len.unwrap_or(prompt + a.new)
+}
+
+/// Uniform `[-1, 1)` numbers from a seeded LCG.
+fn lcg(state: &mut u64) -> f64 {
+    *state = state
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (*state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+}
+
+fn linear(s: &mut u64, rows: usize, cols: usize) -> Linear {
+    let k = (3.0 / cols as f64).sqrt();
+    let w = (0..rows * cols).map(|_| lcg(s) * k).collect();
+    let b = Some((0..rows).map(|_| lcg(s) * 0.1).collect());
+    Linear::new(rows, cols, w, b).expect("shape")
+}
+
+fn norm(d: usize) -> Norm {
+    Norm {
+        kind: NormKind::LayerNorm,
+        gamma: vec![1.0; d],
+        beta: Some(vec![0.0; d]),
+        eps: 1e-5,
+        inv_sqrt: InvSqrtRecipe {
+            a: 0.05,
+            b: 8.0,
+            guess_degree: 7,
+            iterations: 2,
+        },
+    }
+}
+
+/// A random NeoX-layout model with the recipes of the tests, a random embedding table, a
+/// prompt of 3 tokens and 4 random calibration sequences.
+fn random(a: &Args) -> Setup {
+    let mut s = 5u64;
+    let dh = a.d / a.heads;
+    let act = Chebyshev::interpolate(psf_approx::gelu_exact, -8.0, 8.0, 15);
+    let blocks = (0..a.layers)
+        .map(|_| Block {
+            norm1: norm(a.d),
+            norm2: norm(a.d),
+            attn: Attention {
+                heads: a.heads,
+                kv_heads: a.heads,
+                head_dim: dh,
+                q: linear(&mut s, a.d, a.d),
+                k: linear(&mut s, a.d, a.d),
+                v: linear(&mut s, a.d, a.d),
+                o: linear(&mut s, a.d, a.d),
+                rope: Some(Rope {
+                    rotary_dim: (dh / 4).max(2),
+                    theta: 10000.0,
+                }),
+                c: 4.0,
+                p: 4,
+                eps: 0.5,
+                reciprocal: ReciprocalRecipe {
+                    a: 0.0015,
+                    b: 2.0,
+                    method: InverseMethod::Goldschmidt,
+                    guess_degree: 7,
+                    iterations: 3,
+                },
+            },
+            mlp: Mlp::Plain {
+                up: linear(&mut s, a.mlp, a.d),
+                down: linear(&mut s, a.d, a.mlp),
+                act: act.clone(),
+            },
+            parallel_residual: true,
+        })
+        .collect();
+    let ir = ModelIr {
+        d_model: a.d,
+        blocks,
+        final_norm: norm(a.d),
+        lm_head: linear(&mut s, a.vocab, a.d),
+    };
+    let embed = (0..a.vocab)
+        .map(|_| (0..a.d).map(|_| lcg(&mut s)).collect())
+        .collect();
+    let prompt = vec![1 % a.vocab, 5 % a.vocab, 9 % a.vocab];
+    let len = max_len(a, prompt.len());
+    let calibration = (0..4)
+        .map(|_| {
+            (0..len)
+                .map(|_| ((lcg(&mut s) + 1.0) * 0.5 * a.vocab as f64) as usize % a.vocab)
+                .collect()
+        })
+        .collect();
+    Setup {
+        ir,
+        embed,
+        prompt,
+        calibration,
+        name: Box::new(|id| format!("#{id}")),
+    }
+}
+
+fn argmax(v: &[f64]) -> usize {
+    (0..v.len())
+        .max_by(|&i, &j| v[i].total_cmp(&v[j]))
+        .unwrap_or(0)
+}
+
+/// Prints one step's line and breakdown, writes its JSON; returns the (wall or predicted)
+/// seconds.
+fn record(report: &Report, pos: usize, out: &str, sim: bool) -> f64 {
+    let path = format!("{out}/step-{pos:03}.json");
+    report.write_json(&path).expect("report JSON");
+    let secs = |c: Component| {
+        let x = report.components.iter().find(|x| x.component == Some(c));
+        x.map_or(0.0, |x| {
+            if sim {
+                x.predicted_s.unwrap_or(0.0)
+            } else {
+                x.wall_s
+            }
+        })
+    };
+    let total: f64 = if sim {
+        Component::ALL.iter().map(|&c| secs(c)).sum()
+    } else {
+        report.total_s
+    };
+    let parts: Vec<String> = Component::ALL
+        .iter()
+        .map(|&c| format!("{} {:.2}", c.label(), secs(c)))
+        .collect();
+    let kind = if sim { "predicted" } else { "wall" };
+    println!(
+        "  position {pos}: {total:.2} s {kind} ({})",
+        parts.join(", ")
+    );
+    total
+}
+
+fn main() {
+    let a = args();
+    let setup = match &a.model {
+        Some(dir) => from_dir(&a, dir),
+        None => random(&a),
+    };
+    let len = max_len(&a, setup.prompt.len());
+    let calib: Vec<Vec<Vec<f64>>> = setup
+        .calibration
+        .iter()
+        .map(|s| s.iter().map(|&i| setup.embed[i].clone()).collect())
+        .collect();
+    let t = Instant::now();
+    let dec = Decoder::compile(&setup.ir, &DecodeOptions::for_log_n(len, a.log_n, calib))
+        .expect("compile");
+    let req = dec.key_requirements().expect("keys");
+    let lay = &dec.layout;
+    println!(
+        "decoder compiled in {:.1} s: max_len {len}, {} slots, periods model {} / attention {} / MLP {} / vocab {}, {} cache ciphertexts per layer; per step {} bootstraps ({} ciphertexts), {} rotation keys",
+        t.elapsed().as_secs_f64(),
+        lay.slots,
+        lay.model_period,
+        lay.attn_period,
+        lay.hidden_period,
+        lay.vocab_period,
+        lay.cache_cts(),
+        dec.plan.bootstraps.len(),
+        dec.plan
+            .bootstraps
+            .iter()
+            .map(|b| b.ciphertexts)
+            .sum::<usize>(),
+        req.rotations.len()
+    );
+    std::fs::create_dir_all(&a.out).expect("output directory");
+    let cost: Option<CostModel> = a.cost.as_ref().map(|p| {
+        let t: CostTable =
+            serde_json::from_str(&std::fs::read_to_string(p).expect("cost table")).expect("JSON");
+        CostModel::new(t, a.threads).expect("cost model")
+    });
+    let opts = RunOptions {
+        threads: a.threads,
+        progress: &|_| {},
+        cost: cost.as_ref(),
+    };
+    let (ids, want, have, times) = if a.sim {
+        run_sim(&a, &setup, &dec, &opts, len)
+    } else {
+        run_encrypted(&a, &setup, &dec, &opts, len)
+    };
+    summary(&setup, &ids, &want, &have, &times);
+}
+
+type Outcome = (Vec<usize>, Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<f64>);
+
+/// Steps on the simulation evaluator (cleartext, exact levels and counts).
+fn run_sim(a: &Args, s: &Setup, dec: &Decoder, opts: &RunOptions<'_>, len: usize) -> Outcome {
+    let params = dec.params().expect("params");
+    let refresh = SimRefresh::new(dec.fresh_level(&params));
+    let mut cache = KvCache::new(dec);
+    let (mut ids, mut xs) = (s.prompt.clone(), Vec::new());
+    let (mut want, mut have, mut times) = (Vec::new(), Vec::new(), Vec::new());
+    println!("simulated steps (predicted from the cost table):");
+    for pos in 0..len {
+        xs.push(s.embed[ids[pos]].clone());
+        let token = dec.layout.pack_token(&xs[pos]).expect("token");
+        let sim = SimBackend::new(&params);
+        let run = step_sim(dec, sim, &refresh, &mut cache, &token, opts).expect("step");
+        times.push(record(&run.report, pos, &a.out, a.cost.is_some()));
+        let slots: Vec<Vec<f64>> = run.outputs.iter().map(|c| c.values.clone()).collect();
+        let logits = dec.layout.unpack_logits(&slots).expect("logits");
+        if pos + 1 >= ids.len() {
+            ids.push(argmax(&logits));
+            want.push(s.ir.forward_f64(&xs).expect("twin").pop().expect("row"));
+            have.push(logits);
+        }
+    }
+    (ids, want, have, times)
+}
+
+/// The encrypted run: client keys and tokens, server steps, client decryption.
+fn run_encrypted(a: &Args, s: &Setup, dec: &Decoder, opts: &RunOptions<'_>, len: usize) -> Outcome {
+    let params = dec.params().expect("params");
+    let t = Instant::now();
+    let mut kgen = KeyGenerator::seeded(params.ring(), 11);
+    let sk = kgen.gen_secret_key();
+    let req = dec.key_requirements().expect("keys");
+    let (keys, encap) = req.generate(&params, &mut kgen, &sk, None).expect("keygen");
+    let server = ServerContext::from_preset(&dec.preset, keys, encap).expect("server");
+    println!(
+        "keys and server context: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let client = StepClient::new(StepSpec::of(dec).expect("spec"), &params).expect("client");
+    let mut enc = Encryptor::with_secret_key(&sk);
+    let decryptor = Decryptor::new(&sk);
+    let mut cache = KvCache::new(dec);
+    let (mut ids, mut xs) = (s.prompt.clone(), Vec::new());
+    let (mut want, mut have, mut times) = (Vec::new(), Vec::new(), Vec::new());
+    println!("encrypted steps:");
+    for pos in 0..len {
+        xs.push(s.embed[ids[pos]].clone());
+        let ct = client.encrypt_token(&mut enc, &xs[pos]).expect("encrypt");
+        let (out, report) = step(dec, &server, &mut cache, ct, opts).expect("step");
+        times.push(record(&report, pos, &a.out, false));
+        let logits = client.decrypt_logits(&decryptor, &out).expect("decrypt");
+        if pos + 1 >= ids.len() {
+            ids.push(argmax(&logits));
+            want.push(s.ir.forward_f64(&xs).expect("twin").pop().expect("row"));
+            have.push(logits);
+        }
+    }
+    (ids, want, have, times)
+}
+
+fn summary(s: &Setup, ids: &[usize], want: &[Vec<f64>], have: &[Vec<f64>], times: &[f64]) {
+    let (mut max, mut se, mut n, mut agree) = (0.0f64, 0.0, 0usize, 0usize);
+    for (w, h) in want.iter().zip(have) {
+        for (p, q) in w.iter().zip(h) {
+            max = max.max((p - q).abs());
+            se += (p - q) * (p - q);
+            n += 1;
+        }
+        agree += usize::from(argmax(w) == argmax(h));
+    }
+    let text: String = ids.iter().map(|&i| (s.name)(i)).collect();
+    println!("tokens: {ids:?}\ntext: {text:?}");
+    println!(
+        "logits vs the f64 twin over {} steps: max abs error {max:.3e}, MSE {:.3e}, top-1 {agree}/{}",
+        want.len(),
+        se / n.max(1) as f64,
+        want.len()
+    );
+    let mean = times.iter().sum::<f64>() / times.len().max(1) as f64;
+    println!(
+        "per-token latency: mean {mean:.2} s over {} steps (first {:.2} s, last {:.2} s)",
+        times.len(),
+        times.first().copied().unwrap_or(0.0),
+        times.last().copied().unwrap_or(0.0)
+    );
+}
