@@ -60,7 +60,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     };
     let f = fixture();
     let s = &f.session;
-    let (method, path) = match selector % 8 {
+    let (method, path) = match selector % 10 {
         0 => (Method::POST, "/v1/sessions".to_string()),
         1 => (Method::POST, format!("/v1/sessions/{s}/forward")),
         2 => (Method::POST, format!("/v1/sessions/{s}/step")),
@@ -71,6 +71,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             format!("/v1/sessions/{}", String::from_utf8_lossy(body)),
         ),
         6 => (Method::GET, "/v1/info".to_string()),
+        8 => (Method::POST, format!("/v1/sessions/{s}/keys")),
+        9 => (Method::PUT, format!("/v1/sessions/{s}/encapsulation")),
         _ => (
             Method::POST,
             format!("/v1/sessions/{}/forward", String::from_utf8_lossy(body)),

@@ -1,14 +1,16 @@
-//! `psformer infer` (the whole client flow against a server in one command) and
-//! `psformer client ...` (its steps on files: a key directory in the layout of
-//! `psformer keygen`, session ids, ciphertexts).
+//! `psformer infer` (the whole client flow against a server in one command: the encrypted
+//! language model with `--model`, the probe layer otherwise) and `psformer client ...` (its
+//! steps on files: a key directory in the layout of `psformer keygen`, session ids,
+//! ciphertexts).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
+use psf_circuits::bootstrap::Encapsulation;
 use psf_ckks::serialization::{WireDecode, WireEncode, WireEncodeSecret};
 use psf_ckks::{CkksParameters, EvaluationKeys, PrecisionStats};
-use psf_service::{Client, ClientKeys, Probe, ProbeSpec};
+use psf_service::{Client, ClientKeys, ModelClient, Probe, ProbeSpec};
 
 use crate::keys_cmd::write_secret;
 
@@ -18,10 +20,27 @@ pub struct InferArgs {
     /// Server URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     server: String,
-    /// Input values (comma separated; repeated over the slots).
+    /// Model: the client's copy of the served model directory (its embedding table is looked
+    /// up here; its fingerprint must match the server's).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Model: a prompt (repeat for several, up to the server's batch); longer prompts keep
+    /// their last tokens.
+    #[arg(long)]
+    prompt: Vec<String>,
+    /// Model: tokenizer (default: the model's tokenizer.json, else models/demo/tokenizer.json).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Model: next-token candidates shown per prompt.
+    #[arg(long, default_value_t = 5)]
+    top: usize,
+    /// Model: writes the job's latency report (JSON) here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Probe: input values (comma separated; repeated over the slots).
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     values: Vec<f64>,
-    /// Also run this many `step`s (the encrypted cache), each on the same input.
+    /// Probe: also run this many `step`s (the encrypted cache), each on the same input.
     #[arg(long, default_value_t = 0)]
     steps: usize,
 }
@@ -31,7 +50,8 @@ pub struct InferArgs {
 pub enum ClientCommand {
     /// Prints the server's parameters, workload, key needs and limits.
     Info(ServerArg),
-    /// Generates a key directory for the server's parameters and workload.
+    /// Generates a key directory for the server's parameters and workload (a model's
+    /// encapsulation keys go to encapsulation.keys).
     Keygen {
         #[command(flatten)]
         server: ServerArg,
@@ -39,7 +59,8 @@ pub enum ClientCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Opens a session by uploading a key directory's eval.keys; prints the session id.
+    /// Opens a session by uploading a key directory's eval.keys (in several uploads if the
+    /// server's limit needs) and encapsulation.keys if present; prints the session id.
     Session {
         #[command(flatten)]
         server: ServerArg,
@@ -104,11 +125,19 @@ pub fn client(cmd: &ClientCommand) -> anyhow::Result<()> {
             }
             ClientCommand::Session { server, keys } => {
                 let params = load_params(keys)?;
-                let bytes = read(keys, "eval.keys")?;
-                EvaluationKeys::from_bytes(&bytes, &params).context("eval.keys")?;
+                let evk = EvaluationKeys::from_bytes(&read(keys, "eval.keys")?, &params)
+                    .context("eval.keys")?;
+                let encap = match keys.join("encapsulation.keys").is_file() {
+                    true => Some(
+                        Encapsulation::from_bytes(&read(keys, "encapsulation.keys")?, &params)
+                            .context("encapsulation.keys")?,
+                    ),
+                    false => None,
+                };
                 let created = Client::new(&server.server)
-                    .create_session_raw(bytes)
+                    .open_session(&evk, encap.as_ref())
                     .await?;
+                anyhow::ensure!(created.keys.ready, "keys missing: {:?}", created.keys);
                 println!("{}", created.session_id);
             }
             ClientCommand::Run {
@@ -128,7 +157,7 @@ pub fn client(cmd: &ClientCommand) -> anyhow::Result<()> {
                     true => c.step(session, &params, &[ct]).await?,
                     false => c.forward(session, &params, &[ct]).await?,
                 };
-                let first = answer.first().context("empty answer")?;
+                let first = answer.outputs.first().context("empty answer")?;
                 std::fs::write(out, first.to_bytes())?;
                 println!(
                     "answer in {:.3} s written to {}",
@@ -157,8 +186,14 @@ fn load_params(dir: &Path) -> anyhow::Result<CkksParameters> {
 async fn keygen(c: &Client, out: &Path) -> anyhow::Result<()> {
     let (info, params) = (c.info().await?, c.params().await?);
     let t = Instant::now();
-    let keys = ClientKeys::generate(&params, &info.keys, None)?;
+    let keys = match info.workload.as_str() {
+        "model" => ClientKeys::for_model(&params, &ModelClient::spec_of(&info)?.keys, None)?,
+        _ => ClientKeys::generate(&params, &info.keys, None)?,
+    };
     std::fs::create_dir_all(out)?;
+    if let Some(enc) = keys.encapsulation() {
+        std::fs::write(out.join("encapsulation.keys"), enc.to_bytes())?;
+    }
     std::fs::write(out.join("params.bin"), params.to_bytes())?;
     write_secret(
         &out.join("secret.key"),
@@ -179,9 +214,15 @@ async fn keygen(c: &Client, out: &Path) -> anyhow::Result<()> {
 }
 
 /// Runs `infer`: keys, session, encrypted forward (and steps), decryption, and the comparison
-/// with the f64 twin of the server's public probe layer.
+/// with the f64 twin (the model's `PolyModel`, or the server's public probe layer).
 pub fn infer(args: &InferArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(!args.values.is_empty(), "give --values");
+    if let Some(dir) = &args.model {
+        return runtime()?.block_on(infer_model(args, dir));
+    }
+    anyhow::ensure!(
+        !args.values.is_empty(),
+        "give --values (or --model and --prompt)"
+    );
     runtime()?.block_on(async {
         let c = Client::new(&args.server);
         let (info, params) = (c.info().await?, c.params().await?);
@@ -200,13 +241,13 @@ pub fn infer(args: &InferArgs) -> anyhow::Result<()> {
         let t = Instant::now();
         let out = c.forward(&id, &params, std::slice::from_ref(&ct)).await?;
         let t_forward = t.elapsed().as_secs_f64();
-        let got = keys.decrypt(out.first().context("empty answer")?)?;
+        let got = keys.decrypt(out.outputs.first().context("empty answer")?)?;
         report("forward", &probe.forward_f64(&x), &got, spec.dim);
         let mut steps = Vec::new();
         for i in 0..args.steps {
             steps.push(x.clone());
             let out = c.step(&id, &params, std::slice::from_ref(&ct)).await?;
-            let got = keys.decrypt(out.first().context("empty answer")?)?;
+            let got = keys.decrypt(out.outputs.first().context("empty answer")?)?;
             report(&format!("step {i}"), &probe.step_f64(&steps), &got, spec.dim);
         }
         c.close_session(&id).await?;
@@ -232,4 +273,98 @@ fn report(what: &str, twin: &[f64], slots: &[f64], d: usize) {
         stats.min_bits,
         stats.mean_bits
     );
+}
+
+/// Prompts as token ids, each keeping its last `seq_len` tokens.
+fn tokenize(
+    tk: &tokenizers::Tokenizer,
+    prompts: &[String],
+    seq_len: usize,
+) -> anyhow::Result<Vec<Vec<u32>>> {
+    prompts
+        .iter()
+        .map(|p| {
+            let ids = psf_model::data::tokenizer::encode(tk, p)?;
+            anyhow::ensure!(!ids.is_empty(), "an empty prompt");
+            Ok(ids[ids.len().saturating_sub(seq_len)..].to_vec())
+        })
+        .collect()
+}
+
+/// The `k` largest logits as `(token text, logit)`.
+fn top_k(tk: &tokenizers::Tokenizer, logits: &[f64], k: usize) -> Vec<(String, f64)> {
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    order
+        .into_iter()
+        .take(k)
+        .map(|i| {
+            let text = psf_model::data::tokenizer::decode(tk, &[i as u32]).unwrap_or_default();
+            (text, logits[i])
+        })
+        .collect()
+}
+
+/// `infer --model`: keys for the server's compiled model, a session (keys uploaded in parts),
+/// the prompts looked up and encrypted here, the encrypted forward pass on the server, the
+/// logits at each prompt's last position decrypted and compared with the local `PolyModel`.
+async fn infer_model(args: &InferArgs, dir: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(!args.prompt.is_empty(), "give --prompt");
+    let c = Client::new(&args.server);
+    let (info, params) = (c.info().await?, c.params().await?);
+    let tk = psf_model::data::tokenizer::load(&crate::serve::tokenizer_path(
+        dir,
+        args.tokenizer.as_ref(),
+    )?)?;
+    let t = Instant::now();
+    let mc = ModelClient::open(&info, &params, dir, None)?;
+    let t_keys = t.elapsed().as_secs_f64();
+    let spec = mc.spec().clone();
+    let prompts = tokenize(&tk, &args.prompt, spec.seq_len)?;
+    let t = Instant::now();
+    let created = c.create_session(mc.keys()).await?;
+    let t_upload = t.elapsed().as_secs_f64();
+    let cts = mc.encrypt(&prompts, None)?;
+    let t = Instant::now();
+    let out = c.forward(&created.session_id, &params, &cts).await?;
+    let t_forward = t.elapsed().as_secs_f64();
+    let logits = mc.decrypt_last(&out.outputs, &prompts)?;
+    c.close_session(&created.session_id).await?;
+
+    let poly = psf_poly::PolyModel::new(
+        mc.weights().clone(),
+        psf_poly::PolySpec::from_file(dir.join("poly.json"))?,
+    )?;
+    for ((text, ids), have) in args.prompt.iter().zip(&prompts).zip(&logits) {
+        let twin = poly.forward_ids(ids, psf_poly::Mode::Polynomial)?;
+        let want = twin.logits.row(ids.len() - 1);
+        let err = want
+            .iter()
+            .zip(have)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        let (top, twin_top) = (top_k(&tk, have, args.top), top_k(&tk, want, 1));
+        println!("prompt: {text:?} ({} tokens)", ids.len());
+        let shown: Vec<String> = top.iter().map(|(t, l)| format!("{t:?} {l:.3}")).collect();
+        println!("  next token (encrypted): {}", shown.join(", "));
+        println!(
+            "  vs PolyModel: same top-1 {}, max |logit error| {err:.2e}",
+            top.first().map(|t| &t.0) == twin_top.first().map(|t| &t.0)
+        );
+    }
+    if let Some(report) = &out.result.report {
+        println!("{}", report.table());
+        if let Some(path) = &args.report {
+            report.write_json(path)?;
+        }
+    }
+    println!(
+        "{} on {}: keygen {t_keys:.1} s, key upload {t_upload:.1} s ({:.2} GiB), \
+         forward {t_forward:.1} s (server job {:.1} s)",
+        spec.name,
+        params.ring().name(),
+        created.key_bytes as f64 / f64::from(1 << 30),
+        out.result.seconds
+    );
+    Ok(())
 }

@@ -1,12 +1,17 @@
-//! `psformer serve`: the HTTP server of `psf-service` on a parameter set and a workload, until
-//! Ctrl-C or SIGTERM (then it finishes the requests in flight).
+//! `psformer serve`: the HTTP server of `psf-service` on a workload (an encrypted language
+//! model with `--model`, else the probe layer), until Ctrl-C or SIGTERM (then it finishes the
+//! requests in flight).
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context;
 
 use crate::keys_cmd::named_params;
-use psf_service::{Engine, Limits, ProbeSpec, Server};
+use psf_service::model::task_contexts;
+use psf_service::{Calibration, Engine, Limits, ModelOptions, ModelWorkload, ProbeSpec, Server};
 
 /// Arguments of `serve`.
 #[derive(clap::Args)]
@@ -14,11 +19,36 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// Parameter set: n14, n15, n16 (128-bit), insecure-n10, insecure-n12 (toys for tests)
-    /// or a path to a JSON `CkksParametersLiteral`.
+    /// Serve the encrypted language model of this directory (`config.json`,
+    /// `model.safetensors`, `poly.json`) instead of the probe layer.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Model: positions per prompt (default: the model's context).
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Model: prompts per job, packed into the same ciphertexts.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Model: log2 of the ring degree of the bootstrapping preset: 16 or 15 (128-bit);
+    /// 11 to 14 are INSECURE twins for quick tries.
+    #[arg(long, default_value_t = 16)]
+    log_n: u32,
+    /// Model: threads of a job's evaluation.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Model: calibration text file (default: the contexts of crates/model/tasks/*.jsonl,
+    /// held-out text of the shipped corpus).
+    #[arg(long)]
+    calibration: Option<PathBuf>,
+    /// Model: tokenizer of the calibration text (default: the model's tokenizer.json, else
+    /// models/demo/tokenizer.json).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Probe: parameter set: n14, n15, n16 (128-bit), insecure-n10, insecure-n12 (toys for
+    /// tests) or a path to a JSON `CkksParametersLiteral`.
     #[arg(long, default_value = "n16")]
     params: String,
-    /// Dimension of the probe layer (the workload served until the compiled model is wired).
+    /// Probe: dimension of the layer.
     #[arg(long, default_value_t = 16)]
     probe_dim: usize,
     /// Degree of the probe's GELU polynomial on [-sqrt(dim), sqrt(dim)].
@@ -30,7 +60,7 @@ pub struct ServeArgs {
     /// Jobs running at once.
     #[arg(long, default_value_t = Limits::default().max_concurrent_jobs)]
     max_jobs: usize,
-    /// Largest key upload, MiB.
+    /// Largest key upload, MiB (clients split larger key sets into several uploads).
     #[arg(long, default_value_t = Limits::default().max_key_bytes >> 20)]
     max_key_mib: u64,
     /// Memory budget for keys and encrypted state of all sessions, MiB.
@@ -68,15 +98,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .with_target(false)
         .with_writer(std::io::stderr)
         .init();
-    let params = named_params(&args.params)?;
-    let d = args.probe_dim as f64;
-    let spec = ProbeSpec {
-        dim: args.probe_dim,
-        seed: 7,
-        interval: (-d.sqrt(), d.sqrt()),
-        degree: args.probe_degree,
+    let engine = match &args.model {
+        Some(dir) => model_engine(args, dir)?,
+        None => probe_engine(args)?,
     };
-    let engine = Engine::probe(params, spec)?;
     let limits = Limits {
         max_sessions: args.max_sessions,
         max_concurrent_jobs: args.max_jobs,
@@ -96,6 +121,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             addr = %listener.local_addr()?,
             params = engine.params().ring().name(),
             workload = engine.name(),
+            keys = ?engine.keys().galois_elements.len(),
             "serving"
         );
         Server::new(engine, limits)
@@ -104,4 +130,80 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+fn probe_engine(args: &ServeArgs) -> anyhow::Result<Engine> {
+    let params = named_params(&args.params)?;
+    let d = args.probe_dim as f64;
+    let spec = ProbeSpec {
+        dim: args.probe_dim,
+        seed: 7,
+        interval: (-d.sqrt(), d.sqrt()),
+        degree: args.probe_degree,
+    };
+    Ok(Engine::probe(params, spec)?)
+}
+
+/// The shipped multiple-choice task files (their contexts are held-out text).
+pub(crate) fn shipped_tasks() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tasks");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.extension().is_some_and(|e| e == "jsonl"));
+    v.sort();
+    v
+}
+
+/// The tokenizer of a model directory: `--tokenizer`, else its own `tokenizer.json`, else the
+/// demo model's.
+pub(crate) fn tokenizer_path(dir: &Path, given: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
+    let candidates = [
+        given.cloned(),
+        Some(dir.join("tokenizer.json")),
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/demo/tokenizer.json")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+        .context("no tokenizer.json: give --tokenizer")
+}
+
+fn model_engine(args: &ServeArgs, dir: &Path) -> anyhow::Result<Engine> {
+    let config = psf_model::ModelConfigLiteral::from_file(dir.join("config.json"))?.try_build()?;
+    let text = match &args.calibration {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        None => task_contexts(&shipped_tasks())?,
+    };
+    let calibration = Calibration::Text {
+        text,
+        tokenizer: tokenizer_path(dir, args.tokenizer.as_ref())?,
+    };
+    let opts = ModelOptions {
+        seq_len: args.seq_len.unwrap_or(config.max_position_embeddings),
+        batch: args.batch,
+        log_n: args.log_n,
+        threads: args.threads,
+    };
+    let t = Instant::now();
+    let model = ModelWorkload::load(dir, &calibration, &opts)?;
+    let s = model.spec();
+    eprintln!(
+        "{} compiled in {:.1} s on {}: {} prompt(s) x {} tokens, {} bootstrap sites, \
+         keys {:.2} GiB ({} Galois) + {:.1} MiB encapsulation, {:.2} GiB per session context",
+        s.name,
+        t.elapsed().as_secs_f64(),
+        s.params_name,
+        s.batch,
+        s.seq_len,
+        s.bootstrap_sites,
+        s.evaluation_key_bytes as f64 / f64::from(1 << 30),
+        s.keys.galois_elements.len(),
+        s.encapsulation_key_bytes as f64 / f64::from(1 << 20),
+        s.context_bytes as f64 / f64::from(1 << 30),
+    );
+    Ok(Engine::model(Arc::new(model))?)
 }

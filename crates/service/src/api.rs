@@ -11,12 +11,16 @@
 //! | POST   | `/sessions`             | evaluation keys (PSFW)| 201 [`SessionCreated`]      |
 //! | GET    | `/sessions/{id}`        |                       | [`SessionStatus`]           |
 //! | DELETE | `/sessions/{id}`        |                       | 204                         |
-//! | POST   | `/sessions/{id}/forward`| ciphertext batch      | ciphertext batch            |
-//! | POST   | `/sessions/{id}/step`   | ciphertext batch      | ciphertext batch            |
+//! | POST   | `/sessions/{id}/keys`   | evaluation keys (PSFW)| [`SessionStatus`]           |
+//! | PUT    | `/sessions/{id}/encapsulation` | encapsulation keys (PSFW) | [`SessionStatus`]  |
+//! | POST   | `/sessions/{id}/forward`| ciphertext batch      | job result                  |
+//! | POST   | `/sessions/{id}/step`   | ciphertext batch      | job result                  |
 //! | POST   | `/sessions/{id}/reset`  |                       | [`SessionStatus`]           |
 //!
-//! Binary bodies are `application/octet-stream` (batches: [`crate::frame`]); every error is
-//! answered with its status and a [`crate::ErrorBody`].
+//! A session may be opened with part of the keys and completed by further uploads (a 128-bit
+//! key set is larger than one upload may be); its jobs run once [`KeyStatus::ready`].
+//! Binary bodies are `application/octet-stream` (batches and job results: [`crate::frame`]);
+//! every error is answered with its status and a [`crate::ErrorBody`].
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +42,37 @@ pub struct KeyRequirements {
     pub relinearization: bool,
     /// Galois elements of the rotation/conjugation keys, sorted.
     pub galois_elements: Vec<usize>,
+    /// Hamming weight of the sparse secret of the bootstrapping's encapsulation keys, when
+    /// the workload bootstraps.
+    #[serde(default)]
+    pub encapsulation_weight: Option<usize>,
+}
+
+/// Which of the needed keys a session still lacks.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct KeyStatus {
+    /// Whether every needed key is there (jobs can run).
+    pub ready: bool,
+    /// The relinearization key is missing.
+    pub relinearization_missing: bool,
+    /// Galois elements whose keys are missing, sorted.
+    pub galois_missing: Vec<usize>,
+    /// The encapsulation keys are missing.
+    pub encapsulation_missing: bool,
+}
+
+/// What a job answers besides its ciphertexts (the JSON part of a job result frame).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobResult {
+    /// `"forward"` or `"step"`.
+    pub kind: String,
+    /// Seconds the job ran on the server (decoding, evaluation and encoding).
+    pub seconds: f64,
+    /// Steps in the session's encrypted cache after a `step`.
+    pub cached_steps: Option<usize>,
+    /// The encrypted forward pass's latency report (per component and primitive class), for
+    /// the `model` workload.
+    pub report: Option<psf_infer::Report>,
 }
 
 /// What the inputs of one job must look like.
@@ -62,9 +97,9 @@ pub struct ServerInfo {
     pub params_name: String,
     /// Parameter fingerprint (hex), as in every PSFW header.
     pub params_fingerprint: String,
-    /// Workload kind, e.g. `"probe"`.
+    /// Workload kind: `"probe"` or `"model"`.
     pub workload: String,
-    /// Its description (JSON; for `probe`, a [`crate::ProbeSpec`]).
+    /// Its description (JSON; a [`crate::ProbeSpec`] or a [`crate::model::ModelSpec`]).
     pub workload_spec: serde_json::Value,
     /// Keys a session must upload.
     pub keys: KeyRequirements,
@@ -81,6 +116,8 @@ pub struct SessionCreated {
     pub session_id: String,
     /// Bytes of key material held for the session.
     pub key_bytes: u64,
+    /// Keys still missing.
+    pub keys: KeyStatus,
 }
 
 /// What `GET /sessions/{id}` answers.
@@ -94,4 +131,6 @@ pub struct SessionStatus {
     pub bytes: u64,
     /// Jobs completed in the session.
     pub jobs: u64,
+    /// Keys still missing.
+    pub keys: KeyStatus,
 }

@@ -1,7 +1,10 @@
 //! The client library: keys for a server's workload, sessions, and jobs on encrypted inputs.
 //!
-//! The secret key stays in [`ClientKeys`]; only evaluation keys and ciphertexts are sent.
+//! The secret key stays in [`ClientKeys`]; only evaluation keys, encapsulation keys and
+//! ciphertexts are sent. Key sets larger than the server's upload limit are sent in several
+//! uploads ([`Client::create_session`]).
 
+use psf_circuits::bootstrap::Encapsulation;
 use psf_ckks::serialization::WireEncode;
 use psf_ckks::{
     Ciphertext, CkksParameters, Decryptor, Encoder, Encryptor, EvaluationKeys, KeyGenerator,
@@ -9,15 +12,34 @@ use psf_ckks::{
 };
 use reqwest::StatusCode;
 
-use crate::api::{Health, KeyRequirements, ServerInfo, SessionCreated, SessionStatus};
+use crate::api::{Health, JobResult, KeyRequirements, ServerInfo, SessionCreated, SessionStatus};
 use crate::{ErrorBody, Result, ServiceError, frame};
 
-/// A client's keys: the secret and public keys, and the evaluation keys a server needs.
+/// A client's keys: the secret and public keys, and the evaluation (and encapsulation) keys a
+/// server needs.
 pub struct ClientKeys {
     params: CkksParameters,
     secret: SecretKey,
     public: PublicKey,
     evaluation: EvaluationKeys,
+    encapsulation: Option<Encapsulation>,
+}
+
+/// What a job answered: its output ciphertexts and its facts (time, the model's report).
+pub struct JobOutput {
+    /// The output ciphertexts.
+    pub outputs: Vec<Ciphertext>,
+    /// The job's facts.
+    pub result: JobResult,
+}
+
+impl std::fmt::Debug for JobOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobOutput")
+            .field("outputs", &self.outputs.len())
+            .field("result", &self.result)
+            .finish()
+    }
 }
 
 impl ClientKeys {
@@ -51,6 +73,35 @@ impl ClientKeys {
             secret,
             public,
             evaluation,
+            encapsulation: None,
+        })
+    }
+
+    /// Generates the keys of a compiled model ([`crate::model::ModelSpec::keys`]): exactly
+    /// its evaluation keys and, when it bootstraps, its encapsulation keys (seeded for tests;
+    /// from the OS otherwise).
+    ///
+    /// # Errors
+    /// Key generation failures.
+    pub fn for_model(
+        params: &CkksParameters,
+        needs: &psf_infer::KeyRequirements,
+        seed: Option<u64>,
+    ) -> Result<Self> {
+        let mut kgen = match seed {
+            Some(s) => KeyGenerator::seeded(params.ring(), s),
+            None => KeyGenerator::new(params.ring()),
+        };
+        let secret = kgen.gen_secret_key();
+        let public = kgen.gen_public_key(&secret);
+        let (evaluation, encapsulation) =
+            needs.generate(params, &mut kgen, &secret, seed.map(|s| s.wrapping_add(1)))?;
+        Ok(Self {
+            params: params.clone(),
+            secret,
+            public,
+            evaluation,
+            encapsulation,
         })
     }
 
@@ -60,13 +111,20 @@ impl ClientKeys {
         secret: SecretKey,
         public: PublicKey,
         evaluation: EvaluationKeys,
+        encapsulation: Option<Encapsulation>,
     ) -> Self {
         Self {
             params: params.clone(),
             secret,
             public,
             evaluation,
+            encapsulation,
         }
+    }
+
+    /// The encapsulation keys of the bootstrapping (what a `model` server also receives).
+    pub fn encapsulation(&self) -> Option<&Encapsulation> {
+        self.encapsulation.as_ref()
     }
 
     /// The parameters.
@@ -123,6 +181,46 @@ impl ClientKeys {
             .map_err(psf_ckks::CkksError::from)?;
         Ok(Encoder::new(&self.params).decode(&pt)?)
     }
+}
+
+/// Most ciphertexts a client accepts in one answer.
+const MAX_OUTPUTS: usize = 1 << 16;
+
+/// Splits `keys` into key sets whose encodings stay within `limit` bytes where possible (a
+/// single key larger than the limit goes alone; the server then refuses it).
+pub fn key_chunks(keys: &EvaluationKeys, limit: u64) -> Vec<EvaluationKeys> {
+    let mut singles: Vec<EvaluationKeys> = Vec::new();
+    if let Some(relin) = &keys.relin {
+        singles.push(EvaluationKeys {
+            relin: Some(relin.clone()),
+            ..EvaluationKeys::default()
+        });
+    }
+    let mut galois: Vec<_> = keys.galois.iter().collect();
+    galois.sort_unstable_by_key(|(g, _)| **g);
+    for (&g, key) in galois {
+        let mut one = EvaluationKeys::default();
+        one.galois.insert(g, key.clone());
+        singles.push(one);
+    }
+    let mut chunks: Vec<EvaluationKeys> = Vec::new();
+    let mut size = 0u64;
+    for one in singles {
+        // Each key adds its body to a chunk; the header is counted once.
+        let add = (one.encoded_len() - psf_ckks::serialization::HEADER_LEN - 5) as u64;
+        match chunks.last_mut() {
+            Some(chunk) if size + add <= limit => {
+                chunk.relin = chunk.relin.take().or(one.relin);
+                chunk.galois.extend(one.galois);
+                size += add;
+            }
+            _ => {
+                size = one.encoded_len() as u64;
+                chunks.push(one);
+            }
+        }
+    }
+    chunks
 }
 
 /// A connection to a psformer server.
@@ -210,25 +308,74 @@ impl Client {
         })
     }
 
-    /// Opens a session with `keys`' evaluation keys.
+    /// Opens a session with `keys`: the evaluation keys in as many uploads as the server's
+    /// `max_key_bytes` needs, then the encapsulation keys if any. Answers the session id,
+    /// the bytes uploaded and the final key status.
     ///
     /// # Errors
-    /// As [`Self::create_session_raw`].
+    /// As [`Self::create_session_raw`] and [`Self::upload_raw`].
     pub async fn create_session(&self, keys: &ClientKeys) -> Result<SessionCreated> {
-        self.create_session_raw(keys.evaluation_keys().to_bytes())
+        self.open_session(keys.evaluation_keys(), keys.encapsulation())
             .await
+    }
+
+    /// Opens a session with `evaluation` keys, in as many uploads as the server's
+    /// `max_key_bytes` needs, then uploads the `encapsulation` keys if given.
+    ///
+    /// # Errors
+    /// As [`Self::create_session_raw`] and [`Self::upload_raw`].
+    pub async fn open_session(
+        &self,
+        evaluation: &EvaluationKeys,
+        encapsulation: Option<&Encapsulation>,
+    ) -> Result<SessionCreated> {
+        let limit = self.info().await?.limits.max_key_bytes;
+        let chunks = key_chunks(evaluation, limit);
+        let mut chunks = chunks.iter();
+        let first = chunks
+            .next()
+            .map(WireEncode::to_bytes)
+            .unwrap_or_else(|| EvaluationKeys::default().to_bytes());
+        let mut created = self.create_session_raw(first).await?;
+        let id = created.session_id.clone();
+        for chunk in chunks {
+            let body = chunk.to_bytes();
+            created.key_bytes += body.len() as u64;
+            created.keys = self.upload_raw(&id, "keys", body).await?.keys;
+        }
+        if let Some(enc) = encapsulation {
+            let body = enc.to_bytes();
+            created.key_bytes += body.len() as u64;
+            created.keys = self.upload_raw(&id, "encapsulation", body).await?.keys;
+        }
+        Ok(created)
     }
 
     /// Opens a session by uploading encoded evaluation keys as they are.
     ///
     /// # Errors
-    /// Transport errors or the server's typed error (malformed keys, missing keys, limits).
+    /// Transport errors or the server's typed error (malformed keys, unneeded keys, limits).
     pub async fn create_session_raw(&self, body: Vec<u8>) -> Result<SessionCreated> {
         let req = self.http.post(self.url("/sessions")).body(body);
         let resp = check(req.send().await?).await?;
         if resp.status() != StatusCode::CREATED {
             return Err(protocol(format!("status {}", resp.status())));
         }
+        serde_json::from_slice(&resp.bytes().await?).map_err(protocol)
+    }
+
+    /// Uploads more keys to session `id`: `what` is `"keys"` (encoded evaluation keys, `POST`)
+    /// or `"encapsulation"` (encoded encapsulation keys, `PUT`).
+    ///
+    /// # Errors
+    /// Transport errors or the server's typed error.
+    pub async fn upload_raw(&self, id: &str, what: &str, body: Vec<u8>) -> Result<SessionStatus> {
+        let url = self.url(&format!("/sessions/{id}/{what}"));
+        let req = match what {
+            "encapsulation" => self.http.put(url),
+            _ => self.http.post(url),
+        };
+        let resp = check(req.body(body).send().await?).await?;
         serde_json::from_slice(&resp.bytes().await?).map_err(protocol)
     }
 
@@ -263,13 +410,13 @@ impl Client {
     /// Runs `forward` on `inputs`; the outputs are decoded under `params`.
     ///
     /// # Errors
-    /// As [`Self::job_raw`], or outputs that do not decode.
+    /// As [`Self::job_raw`], or an answer that does not decode.
     pub async fn forward(
         &self,
         id: &str,
         params: &CkksParameters,
         inputs: &[Ciphertext],
-    ) -> Result<Vec<Ciphertext>> {
+    ) -> Result<JobOutput> {
         self.job(id, "forward", params, inputs).await
     }
 
@@ -282,22 +429,23 @@ impl Client {
         id: &str,
         params: &CkksParameters,
         inputs: &[Ciphertext],
-    ) -> Result<Vec<Ciphertext>> {
+    ) -> Result<JobOutput> {
         self.job(id, "step", params, inputs).await
     }
 
-    /// Frames `inputs`, runs job `kind` and decodes its outputs under `params`.
+    /// Frames `inputs`, runs job `kind` and decodes its answer under `params`.
     async fn job(
         &self,
         id: &str,
         kind: &str,
         params: &CkksParameters,
         inputs: &[Ciphertext],
-    ) -> Result<Vec<Ciphertext>> {
+    ) -> Result<JobOutput> {
         let bytes = self
             .job_raw(id, kind, frame::encode_ciphertexts(inputs))
             .await?;
-        frame::decode_ciphertexts(&bytes, params, 0, usize::MAX)
+        let (result, outputs) = frame::decode_result(&bytes, params, MAX_OUTPUTS)?;
+        Ok(JobOutput { outputs, result })
     }
 
     /// Posts a raw body to job endpoint `kind` (`"forward"` or `"step"`) and returns the raw

@@ -36,11 +36,15 @@ pub enum ServiceError {
     /// A well-formed request the server cannot accept (wrong shape, level, count, ...).
     #[error("invalid request: {reason}")]
     InvalidRequest { reason: String },
-    /// Uploaded evaluation keys lack keys the workload needs.
-    #[error("missing evaluation keys: relinearization {relin_missing}, Galois elements {galois:?}")]
+    /// The session lacks keys the workload needs (upload them first).
+    #[error(
+        "missing keys: relinearization {relin_missing}, Galois elements {galois:?}, \
+         encapsulation {encapsulation_missing}"
+    )]
     MissingKeys {
         relin_missing: bool,
         galois: Vec<usize>,
+        encapsulation_missing: bool,
     },
     /// The session limit is reached.
     #[error("too many sessions (limit {limit})")]
@@ -79,6 +83,12 @@ pub enum ServiceError {
     /// The encrypted inference engine failed.
     #[error("inference engine error: {reason}")]
     Engine { reason: String },
+    /// The encrypted language model failed (compiling it, or a job's forward pass).
+    #[error("encrypted model: {0}")]
+    Infer(#[from] psf_infer::InferError),
+    /// The model directory could not be loaded (files, weights, spec, tokenizer).
+    #[error("model {path}: {reason}")]
+    Model { path: String, reason: String },
     /// An internal failure (a job that panicked, a worker that vanished).
     #[error("internal error: {reason}")]
     Internal { reason: String },
@@ -125,7 +135,8 @@ impl ServiceError {
             NotFound { .. } => "not_found",
             MethodNotAllowed { .. } => "method_not_allowed",
             ShuttingDown => "shutting_down",
-            Circuit(_) | Ckks(_) | Engine { .. } => "evaluation_failed",
+            Circuit(_) | Ckks(_) | Engine { .. } | Infer(_) => "evaluation_failed",
+            Model { .. } => "model",
             Internal { .. } => "internal",
             Transport(_) => "transport",
             Server { .. } => "server",
@@ -145,12 +156,12 @@ impl ServiceError {
             | InvalidRequest { .. }
             | MissingKeys { .. } => StatusCode::BAD_REQUEST,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Circuit(_) | Ckks(_) | Engine { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Circuit(_) | Ckks(_) | Engine { .. } | Infer(_) => StatusCode::UNPROCESSABLE_ENTITY,
             SessionBusy { .. } | CacheFull { .. } => StatusCode::CONFLICT,
             TooManySessions { .. } | MemoryBudget { .. } | Busy { .. } | ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Internal { .. } | Transport(_) | Server { .. } | Protocol { .. } => {
+            Model { .. } | Internal { .. } | Transport(_) | Server { .. } | Protocol { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         }

@@ -12,10 +12,22 @@
 //! Little-endian throughout. Decoding checks the count against a caller's limit before
 //! allocating, each length against the bytes left, decodes each ciphertext with
 //! `from_bytes(bytes, &params)` and rejects trailing bytes.
+//!
+//! A job's answer is a result frame: the job's JSON facts ([`JobResult`]: time, cache size,
+//! the model's latency report) and then the batch of output ciphertexts.
+//!
+//! | offset | size | field                                             |
+//! |--------|------|---------------------------------------------------|
+//! | 0      | 4    | magic [`RESULT_MAGIC`] (`b"PSFR"`)                |
+//! | 4      | 2    | version, `u16` ([`RESULT_VERSION`])               |
+//! | 6      | 2    | reserved, must be 0                               |
+//! | 8      | 4    | `json_len: u32`                                   |
+//! | 12     | ...  | `json_len` bytes of [`JobResult`] JSON, a batch   |
 
-use psf_ckks::serialization::{WireDecode, WireEncode};
+use psf_ckks::serialization::{HEADER_LEN, WireDecode, WireEncode};
 use psf_ckks::{Ciphertext, CkksParameters};
 
+use crate::api::JobResult;
 use crate::{Result, ServiceError};
 
 /// First four bytes of a batch.
@@ -24,6 +36,10 @@ pub const BATCH_MAGIC: [u8; 4] = *b"PSFB";
 pub const BATCH_VERSION: u16 = 1;
 /// Length of the batch header.
 pub const BATCH_HEADER_LEN: usize = 12;
+/// First four bytes of a job result.
+pub const RESULT_MAGIC: [u8; 4] = *b"PSFR";
+/// The result format version this build writes and reads.
+pub const RESULT_VERSION: u16 = 1;
 
 /// Encodes ciphertexts as one batch.
 pub fn encode_ciphertexts(cts: &[Ciphertext]) -> Vec<u8> {
@@ -86,28 +102,21 @@ pub fn decode_ciphertexts(
     max: usize,
 ) -> Result<Vec<Ciphertext>> {
     let mut c = Cursor { bytes, pos: 0 };
-    let magic: [u8; 4] = c.array()?;
-    if magic != BATCH_MAGIC {
-        return Err(frame_error(
-            0,
-            format!("bad magic {magic:02x?}, expected PSFB"),
-        ));
-    }
-    let version = u16::from_le_bytes(c.array()?);
-    if version != BATCH_VERSION {
-        return Err(frame_error(
-            4,
-            format!("unsupported batch version {version}"),
-        ));
-    }
-    if u16::from_le_bytes(c.array()?) != 0 {
-        return Err(frame_error(6, "reserved bytes must be 0"));
-    }
+    header(&mut c, BATCH_MAGIC, BATCH_VERSION, "PSFB")?;
     let count = u32::from_le_bytes(c.array()?) as usize;
     if count < min || count > max {
         return Err(frame_error(
             8,
             format!("{count} ciphertexts, expected between {min} and {max}"),
+        ));
+    }
+    // Every entry takes at least its length field and a PSFW header: a count the bytes cannot
+    // hold is refused before anything is allocated.
+    let left = bytes.len() - c.pos;
+    if count > left / (8 + HEADER_LEN) {
+        return Err(frame_error(
+            8,
+            format!("{count} ciphertexts cannot fit in {left} bytes"),
         ));
     }
     let mut cts = Vec::with_capacity(count);
@@ -129,6 +138,70 @@ pub fn decode_ciphertexts(
         ));
     }
     Ok(cts)
+}
+
+fn header(c: &mut Cursor<'_>, magic: [u8; 4], version: u16, what: &str) -> Result<()> {
+    let found: [u8; 4] = c.array()?;
+    if found != magic {
+        return Err(frame_error(
+            0,
+            format!("bad magic {found:02x?}, expected {what}"),
+        ));
+    }
+    let v = u16::from_le_bytes(c.array()?);
+    if v != version {
+        return Err(frame_error(4, format!("unsupported {what} version {v}")));
+    }
+    if u16::from_le_bytes(c.array()?) != 0 {
+        return Err(frame_error(6, "reserved bytes must be 0"));
+    }
+    Ok(())
+}
+
+/// Encodes a job's answer: its facts and its output ciphertexts.
+///
+/// # Errors
+/// [`ServiceError::Internal`] if the facts do not serialize (cannot happen).
+pub fn encode_result(result: &JobResult, outputs: &[Ciphertext]) -> Result<Vec<u8>> {
+    let json = serde_json::to_vec(result).map_err(|e| ServiceError::Internal {
+        reason: format!("job result JSON: {e}"),
+    })?;
+    let json_len = u32::try_from(json.len()).map_err(|_| ServiceError::Internal {
+        reason: "job result JSON over 4 GiB".into(),
+    })?;
+    let batch = encode_ciphertexts(outputs);
+    let mut out = Vec::with_capacity(12 + json.len() + batch.len());
+    out.extend_from_slice(&RESULT_MAGIC);
+    out.extend_from_slice(&RESULT_VERSION.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&json_len.to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&batch);
+    Ok(out)
+}
+
+/// Decodes a job's answer under `params`, with at most `max` output ciphertexts.
+///
+/// # Errors
+/// [`ServiceError::Frame`] for a bad header, JSON or batch frame; [`ServiceError::Decode`]
+/// for a ciphertext that does not decode under `params`.
+pub fn decode_result(
+    bytes: &[u8],
+    params: &CkksParameters,
+    max: usize,
+) -> Result<(JobResult, Vec<Ciphertext>)> {
+    let mut c = Cursor { bytes, pos: 0 };
+    header(&mut c, RESULT_MAGIC, RESULT_VERSION, "PSFR")?;
+    let json_len = u32::from_le_bytes(c.array()?) as usize;
+    let at = c.pos;
+    let json = c.take(json_len)?;
+    let result: JobResult = serde_json::from_slice(json)
+        .map_err(|e| frame_error(at, format!("job result JSON: {e}")))?;
+    let outputs = decode_ciphertexts(&bytes[c.pos..], params, 0, max).map_err(|e| match e {
+        ServiceError::Frame { offset, reason } => frame_error(c.pos + offset, reason),
+        other => other,
+    })?;
+    Ok((result, outputs))
 }
 
 #[cfg(test)]
@@ -171,6 +244,44 @@ mod tests {
         let mut huge = bytes.clone();
         huge[12..20].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(decode_ciphertexts(&huge, &params, 1, 4).is_err());
+    }
+
+    #[test]
+    fn results_round_trip_and_reject_garbage() {
+        let (params, cts) = setup();
+        let result = JobResult {
+            kind: "forward".into(),
+            seconds: 1.5,
+            cached_steps: None,
+            report: Some(psf_infer::Report::default()),
+        };
+        let bytes = encode_result(&result, &cts).unwrap();
+        let (back, outs) = decode_result(&bytes, &params, 4).unwrap();
+        assert_eq!(back, result);
+        assert_eq!(encode_ciphertexts(&outs), encode_ciphertexts(&cts));
+        for cut in [0, 4, 11, 12, 20, bytes.len() - 1] {
+            assert!(decode_result(&bytes[..cut], &params, 4).is_err());
+        }
+        let mut bad_json = bytes.clone();
+        bad_json[12] = b'[';
+        assert_eq!(
+            decode_result(&bad_json, &params, 4).unwrap_err().code(),
+            "malformed_frame"
+        );
+        assert!(decode_result(&bytes, &params, 1).is_err());
+        let mut huge = bytes.clone();
+        huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode_result(&huge, &params, 4).is_err());
+    }
+
+    #[test]
+    fn counts_the_bytes_cannot_hold_are_refused_before_allocating() {
+        let (params, _) = setup();
+        let mut frame = encode_ciphertexts(&[]);
+        frame[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        frame.extend_from_slice(&[0; 64]);
+        let err = decode_ciphertexts(&frame, &params, 0, usize::MAX).unwrap_err();
+        assert!(err.to_string().contains("cannot fit"), "{err}");
     }
 
     #[test]

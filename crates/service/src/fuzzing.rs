@@ -2,6 +2,7 @@
 //! writes their seed corpus: a tiny INSECURE parameter set (N = 2^4) so that valid objects are
 //! a few KiB and mutations reach every check of the decoders.
 
+use psf_circuits::bootstrap::Encapsulation;
 use psf_ckks::serialization::{WireEncode, WireEncodeSecret};
 use psf_ckks::{CkksParameters, CkksParametersLiteral, EvaluationKeys, KeyGenerator};
 use psf_rlwe::ParametersLiteral;
@@ -53,7 +54,7 @@ pub fn engine() -> Result<Engine> {
 }
 
 /// Valid encodings to seed each target's corpus, by target name: one or two of every object
-/// the wire format has, and a ciphertext batch.
+/// the wire format has, a ciphertext batch and a job result.
 ///
 /// # Errors
 /// None expected.
@@ -79,6 +80,13 @@ pub fn seeds() -> Result<Vec<(&'static str, Vec<u8>)>> {
     let pt = psf_ckks::Encoder::new(&params).encode(&[1.0, 2.0], 2, 2, params.default_scale())?;
     let mut small = EvaluationKeys::default();
     small.galois.insert(galois.galois_element, galois.clone());
+    let encapsulation = Encapsulation::generate(&params, keys.secret_key(), 4, Some(3))?;
+    let result = crate::api::JobResult {
+        kind: "forward".into(),
+        seconds: 0.5,
+        cached_steps: None,
+        report: None,
+    };
     Ok(vec![
         ("parameters", params.to_bytes()),
         ("parameters", psf_ckks::sets::insecure_n10().to_bytes()),
@@ -91,10 +99,15 @@ pub fn seeds() -> Result<Vec<(&'static str, Vec<u8>)>> {
         ("galois_key", galois.to_bytes()),
         ("evaluation_keys", small.to_bytes()),
         ("evaluation_keys", EvaluationKeys::default().to_bytes()),
+        ("encapsulation", encapsulation.to_bytes()),
         (
             "batch",
             frame::encode_ciphertexts(std::slice::from_ref(&ct)),
         ),
-        ("batch", frame::encode_ciphertexts(&[ct.clone(), ct])),
+        (
+            "batch",
+            frame::encode_ciphertexts(&[ct.clone(), ct.clone()]),
+        ),
+        ("batch", frame::encode_result(&result, &[ct])?),
     ])
 }

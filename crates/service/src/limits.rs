@@ -1,9 +1,14 @@
 //! The server's limits: sizes, counts, concurrency, memory and time.
 //!
-//! Peak memory is bounded by `memory_budget_bytes` (keys and encrypted state of every session,
-//! accounted before anything is admitted) plus the bodies in flight
+//! Peak memory is bounded by `memory_budget_bytes` (keys, bootstrapping circuits and encrypted
+//! state of every session, accounted before anything is admitted) plus the bodies in flight
 //! (`max_concurrent_uploads x max_key_bytes + (max_concurrent_jobs + max_queued_jobs) x
 //! max_input_bytes`) plus the working memory of the running jobs.
+//!
+//! Sizes at 128-bit N = 2^16 (`N16_QP1765_BOOT_128BIT`): one switching key is ~137 MiB, so a
+//! model's key set is ~14 GiB for ~100 rotations (the demo model) and ~25 GiB for 181
+//! (Pythia-70M shape), plus ~4.4 GiB of encoded bootstrapping diagonals per session. Clients
+//! upload key sets in parts of at most `max_key_bytes`.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +20,7 @@ const GIB: u64 = 1 << 30;
 pub struct Limits {
     /// Open sessions at most.
     pub max_sessions: usize,
-    /// Largest evaluation-key upload in bytes.
+    /// Largest key upload in bytes (one part of a session's keys).
     pub max_key_bytes: u64,
     /// Largest job body (a ciphertext batch) in bytes.
     pub max_input_bytes: u64,
@@ -27,7 +32,7 @@ pub struct Limits {
     pub max_queued_jobs: usize,
     /// Key uploads being received at once.
     pub max_concurrent_uploads: usize,
-    /// Bytes of keys and encrypted state of all sessions together.
+    /// Bytes of keys, bootstrapping circuits and encrypted state of all sessions together.
     pub memory_budget_bytes: u64,
     /// Steps an encrypted cache may hold.
     pub max_cache_steps: usize,
@@ -38,17 +43,18 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// Sized for 128-bit parameters at N = 2^16 on one machine: key sets of a few GiB.
+    /// Sized for 128-bit parameters at N = 2^16 on one machine of ~128 GiB: uploads of 1 GiB
+    /// (7 keys), 64 GiB for sessions (three or four model sessions of ~18 GiB).
     fn default() -> Self {
         Self {
             max_sessions: 16,
-            max_key_bytes: 8 * GIB,
+            max_key_bytes: GIB,
             max_input_bytes: 256 * MIB,
             max_batch: 256,
             max_concurrent_jobs: 2,
             max_queued_jobs: 32,
             max_concurrent_uploads: 2,
-            memory_budget_bytes: 16 * GIB,
+            memory_budget_bytes: 64 * GIB,
             max_cache_steps: 1024,
             session_idle_secs: 1800,
             upload_timeout_secs: 600,

@@ -1,5 +1,5 @@
-//! The `probe` workload: one dense layer and a GELU on encrypted vectors, the server's job
-//! kind until the compiled model is wired, and the check that a session's uploaded keys work
+//! The `probe` workload: one dense layer and a GELU on encrypted vectors, a small job kind
+//! for tests and quick checks, and the check that a session's uploaded keys work
 //! (the layer needs the Galois keys, the GELU polynomial the relinearization key).
 //!
 //! - `forward`: `y = GELU_p(W x)` for `x` of dimension `d`, replicated with period `d` in the
@@ -100,6 +100,7 @@ impl Probe {
         KeyRequirements {
             relinearization: true,
             galois_elements: self.transform.galois_elements(log_n),
+            encapsulation_weight: None,
         }
     }
 

@@ -17,17 +17,18 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use http_body_util::BodyExt;
+use psf_circuits::bootstrap::Encapsulation;
+use psf_ckks::EvaluationKeys;
 use psf_ckks::serialization::WireDecode;
-use psf_ckks::{EvaluationKeys, Evaluator};
 use tokio::sync::Semaphore;
 
-use crate::api::{Health, ServerInfo, SessionCreated, SessionStatus};
+use crate::api::{Health, JobResult, KeyStatus, ServerInfo, SessionCreated, SessionStatus};
 use crate::jobs::JobPool;
 use crate::metrics::{Gauges, Metrics};
-use crate::session::{Session, SessionStore, short_id};
-use crate::workload::Engine;
+use crate::session::{Keys, Session, SessionStore, short_id};
+use crate::workload::{Context, Engine, KeySet, missing};
 use crate::{Limits, Result, ServiceError, frame};
 
 /// Shared state of a running server.
@@ -124,6 +125,8 @@ impl Server {
                 "/v1/sessions/{id}",
                 get(session_status).delete(close_session),
             )
+            .route("/v1/sessions/{id}/keys", post(add_keys))
+            .route("/v1/sessions/{id}/encapsulation", put(put_encapsulation))
             .route("/v1/sessions/{id}/forward", post(forward))
             .route("/v1/sessions/{id}/step", post(step))
             .route("/v1/sessions/{id}/reset", post(reset))
@@ -329,18 +332,20 @@ async fn create_session_inner(
     let made = state
         .jobs
         .run(move || {
-            let keys = EvaluationKeys::from_bytes(&bytes, engine.params()).map_err(|source| {
-                ServiceError::Decode {
-                    what: "evaluation keys",
-                    source,
-                }
-            })?;
+            let keys = decode_keys(&engine, &bytes)?;
             drop(bytes);
-            engine.check_keys(&keys)?;
-            store.insert(Evaluator::new(engine.params(), keys), key_bytes)
+            if keys.relin.is_none() && keys.galois.is_empty() {
+                return Err(ServiceError::InvalidRequest {
+                    reason: "a session opens with at least one key".into(),
+                });
+            }
+            let mut set = KeySet::default();
+            engine.add_keys(&mut set, keys)?;
+            let status = engine.key_status(&set);
+            Ok((store.insert(set, key_bytes)?, status))
         })
         .await;
-    let session = made.inspect_err(|e| {
+    let (session, keys) = made.inspect_err(|e| {
         if !matches!(e, ServiceError::TooManySessions { .. }) {
             state.store.release(key_bytes);
         }
@@ -357,15 +362,182 @@ async fn create_session_inner(
     Ok(SessionCreated {
         session_id: session.id().into(),
         key_bytes,
+        keys,
     })
 }
 
+fn decode_keys(engine: &Engine, bytes: &[u8]) -> Result<EvaluationKeys> {
+    EvaluationKeys::from_bytes(bytes, engine.params()).map_err(|source| ServiceError::Decode {
+        what: "evaluation keys",
+        source,
+    })
+}
+
+/// What an upload to an open session carries.
+#[derive(Clone, Copy)]
+enum Upload {
+    Evaluation,
+    Encapsulation,
+}
+
+impl Upload {
+    fn what(self) -> &'static str {
+        match self {
+            Upload::Evaluation => "evaluation keys",
+            Upload::Encapsulation => "encapsulation keys",
+        }
+    }
+}
+
+async fn add_keys(
+    State(state): Shared,
+    SessionId(id): SessionId,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = upload(&state, &id, &headers, body, Upload::Evaluation).await;
+    answer(&state, result.map(axum::Json))
+}
+
+async fn put_encapsulation(
+    State(state): Shared,
+    SessionId(id): SessionId,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = upload(&state, &id, &headers, body, Upload::Encapsulation).await;
+    answer(&state, result.map(axum::Json))
+}
+
+/// Receives more keys for session `id` (streamed and size-limited like the first upload),
+/// admits them against the workload's needs and accounts them.
+async fn upload(
+    state: &Arc<AppState>,
+    id: &str,
+    headers: &HeaderMap,
+    body: Body,
+    kind: Upload,
+) -> Result<SessionStatus> {
+    state.open()?;
+    let session = state.store.get(id)?;
+    let _upload = state
+        .uploads
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ServiceError::Busy {
+            running: state.jobs.running(),
+            queued: state.jobs.queued(),
+        })?;
+    let bytes = read_body(
+        state,
+        headers,
+        body,
+        kind.what(),
+        state.limits.max_key_bytes,
+    )
+    .await?;
+    let len = bytes.len() as u64;
+    state.store.reserve(len)?;
+    let (engine, s) = (state.engine.clone(), session.clone());
+    let t = Instant::now();
+    state
+        .jobs
+        .run(move || admit(&engine, &s, &bytes, kind))
+        .await
+        .inspect_err(|_| state.store.release(len))?;
+    state.metrics.job_ok(
+        match kind {
+            Upload::Evaluation => "upload_keys",
+            Upload::Encapsulation => "upload_encapsulation",
+        },
+        t.elapsed().as_secs_f64(),
+    );
+    tracing::info!(
+        session = short_id(session.id()),
+        bytes = len,
+        "{} added",
+        kind.what()
+    );
+    status_of(state, session).await
+}
+
+/// Decodes an upload and adds it to the session's keys (which then hold its bytes).
+fn admit(engine: &Engine, session: &Session, bytes: &[u8], kind: Upload) -> Result<()> {
+    let mut keys = session.keys();
+    if session.is_closed() {
+        return Err(ServiceError::UnknownSession {
+            id: short_id(session.id()),
+        });
+    }
+    let Keys::Collecting(set) = &mut *keys else {
+        return Err(ServiceError::InvalidRequest {
+            reason: "the session's keys are complete and in use".into(),
+        });
+    };
+    match kind {
+        Upload::Evaluation => engine.add_keys(set, decode_keys(engine, bytes)?)?,
+        Upload::Encapsulation => {
+            let keys = Encapsulation::from_bytes(bytes, engine.params()).map_err(|source| {
+                ServiceError::Decode {
+                    what: "encapsulation keys",
+                    source,
+                }
+            })?;
+            engine.set_encapsulation(set, keys)?;
+        }
+    }
+    session.hold(bytes.len() as u64);
+    Ok(())
+}
+
+/// The session's evaluation context, built by its first job once the keys are complete (the
+/// model's bootstrapping circuit is accounted then).
+fn context(engine: &Engine, store: &SessionStore, session: &Session) -> Result<Arc<Context>> {
+    let mut keys = session.keys();
+    let set = match &mut *keys {
+        Keys::Ready(ctx) => return Ok(ctx.clone()),
+        Keys::Collecting(set) => set,
+    };
+    let status = engine.key_status(set);
+    if !status.ready {
+        return Err(missing(status));
+    }
+    let extra = engine.context_bytes();
+    store.reserve(extra)?;
+    match engine.build(std::mem::take(set)) {
+        Ok(ctx) => {
+            session.hold(extra);
+            let ctx = Arc::new(ctx);
+            *keys = Keys::Ready(ctx.clone());
+            Ok(ctx)
+        }
+        Err(e) => {
+            // The keys went into the failed build: nothing is held any more.
+            let held = session.held();
+            session.unhold(held);
+            store.release(extra + held);
+            Err(e)
+        }
+    }
+}
+
+fn key_status(engine: &Engine, session: &Session) -> KeyStatus {
+    match &*session.keys() {
+        Keys::Ready(_) => KeyStatus {
+            ready: true,
+            ..KeyStatus::default()
+        },
+        Keys::Collecting(set) => engine.key_status(set),
+    }
+}
+
 async fn status_of(state: &AppState, session: Arc<Session>) -> Result<SessionStatus> {
-    let (steps, bytes) = state
+    let engine = state.engine.clone();
+    let ((steps, bytes), keys) = state
         .jobs
         .run({
             let session = session.clone();
-            move || Ok(session.usage())
+            move || Ok((session.usage(), key_status(&engine, &session)))
         })
         .await?;
     Ok(SessionStatus {
@@ -373,6 +545,7 @@ async fn status_of(state: &AppState, session: Arc<Session>) -> Result<SessionSta
         cached_steps: steps,
         bytes,
         jobs: session.jobs(),
+        keys,
     })
 }
 
@@ -423,6 +596,15 @@ async fn reset(State(state): Shared, SessionId(id): SessionId) -> Response {
 enum JobKind {
     Forward,
     Step,
+}
+
+impl JobKind {
+    fn name(self) -> &'static str {
+        match self {
+            JobKind::Forward => "forward",
+            JobKind::Step => "step",
+        }
+    }
 }
 
 async fn forward(
@@ -476,10 +658,7 @@ async fn run_job(
             result
         })
         .await?;
-    let name = match kind {
-        JobKind::Forward => "forward",
-        JobKind::Step => "step",
-    };
+    let name = kind.name();
     state.metrics.job_ok(name, t.elapsed().as_secs_f64());
     state
         .metrics
@@ -506,11 +685,21 @@ fn job(
     store: &SessionStore,
     reserved: u64,
 ) -> Result<Vec<u8>> {
+    let t = Instant::now();
     let inputs = frame::decode_ciphertexts(bytes, engine.params(), 1, max_batch)?;
-    let outputs = match kind {
-        JobKind::Forward => engine.forward(session.evaluator(), &inputs)?,
+    let ctx = context(engine, store, session)?;
+    let (outputs, report, cached_steps) = match kind {
+        JobKind::Forward => {
+            let (out, report) = engine.forward(&ctx, inputs)?;
+            (out, report, None)
+        }
         JobKind::Step => {
             let mut state = session.try_state()?;
+            if session.is_closed() {
+                return Err(ServiceError::UnknownSession {
+                    id: short_id(session.id()),
+                });
+            }
             if state.steps() >= max_steps {
                 return Err(ServiceError::CacheFull {
                     steps: state.steps(),
@@ -518,12 +707,18 @@ fn job(
                 });
             }
             let before = state.bytes();
-            let out = engine.step(session.evaluator(), &mut state, &inputs)?;
+            let out = engine.step(&ctx, &mut state, &inputs)?;
             let grown = state.bytes() - before;
             store.release(reserved.saturating_sub(grown));
-            out
+            (out, None, Some(state.steps()))
         }
     };
     session.job_done();
-    Ok(frame::encode_ciphertexts(&outputs))
+    let result = JobResult {
+        kind: kind.name().into(),
+        seconds: t.elapsed().as_secs_f64(),
+        cached_steps,
+        report,
+    };
+    frame::encode_result(&result, &outputs)
 }

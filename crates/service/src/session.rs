@@ -1,24 +1,36 @@
-//! Sessions: a client's evaluation keys (inside its own [`Evaluator`]) and its encrypted
-//! state, under an unguessable id, with the memory of all sessions accounted against a
-//! budget. A session's keys and ciphertexts are reachable only through its own id.
+//! Sessions: a client's keys (collected over one or more uploads, then inside its own
+//! evaluation [`Context`]) and its encrypted state, under an unguessable id, with the memory of
+//! all sessions accounted against a budget. A session's keys and ciphertexts are reachable
+//! only through its own id.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
-use psf_ckks::Evaluator;
-
-use crate::workload::EncryptedState;
+use crate::workload::{Context, EncryptedState, KeySet};
 use crate::{Result, ServiceError};
+
+/// A session's keys: still being uploaded, or complete and built into a context.
+pub enum Keys {
+    /// Keys received so far.
+    Collecting(KeySet),
+    /// The evaluation context (shared by the session's running jobs).
+    Ready(Arc<Context>),
+}
 
 /// One client's session.
 pub struct Session {
     id: String,
-    evaluator: Evaluator,
-    key_bytes: u64,
+    keys: Mutex<Keys>,
+    /// Bytes of keys and context held, as accounted in the store.
+    held: AtomicU64,
+    /// Set (under the keys' lock) when the session is removed: uploads still in flight then
+    /// return their reservation instead of holding it.
+    closed: AtomicBool,
     state: Mutex<EncryptedState>,
     last_used: Mutex<Instant>,
-    jobs: std::sync::atomic::AtomicU64,
+    jobs: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -33,14 +45,33 @@ impl Session {
         &self.id
     }
 
-    /// The evaluator holding the session's keys.
-    pub fn evaluator(&self) -> &Evaluator {
-        &self.evaluator
+    /// The session's keys, locked (uploads and the first job's context build hold them).
+    pub fn keys(&self) -> MutexGuard<'_, Keys> {
+        lock(&self.keys)
     }
 
-    /// Bytes of key material.
-    pub fn key_bytes(&self) -> u64 {
-        self.key_bytes
+    /// Whether the session was removed (check under [`Self::keys`]).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Bytes of keys and context held.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    /// Records `bytes` more held (already reserved in the store).
+    pub fn hold(&self, bytes: u64) {
+        self.held.fetch_add(bytes, Ordering::SeqCst);
+    }
+
+    /// Records `bytes` no longer held (the caller releases them in the store).
+    pub fn unhold(&self, bytes: u64) {
+        let _ = self
+            .held
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |h| {
+                Some(h.saturating_sub(bytes))
+            });
     }
 
     /// The encrypted state, if no other job holds it.
@@ -61,17 +92,17 @@ impl Session {
     /// job.
     pub fn usage(&self) -> (usize, u64) {
         let s = lock(&self.state);
-        (s.steps(), self.key_bytes + s.bytes())
+        (s.steps(), self.held() + s.bytes())
     }
 
     /// Jobs completed.
     pub fn jobs(&self) -> u64 {
-        self.jobs.load(std::sync::atomic::Ordering::Relaxed)
+        self.jobs.load(Ordering::Relaxed)
     }
 
     /// Counts a completed job.
     pub fn job_done(&self) {
-        self.jobs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.jobs.fetch_add(1, Ordering::Relaxed);
     }
 
     fn touch(&self) {
@@ -172,12 +203,12 @@ impl SessionStore {
         Ok(())
     }
 
-    /// Opens a session with `evaluator` whose `key_bytes` are already reserved; on error the
+    /// Opens a session holding `keys` whose `key_bytes` are already reserved; on error the
     /// reservation is released.
     ///
     /// # Errors
     /// [`ServiceError::TooManySessions`].
-    pub fn insert(&self, evaluator: Evaluator, key_bytes: u64) -> Result<Arc<Session>> {
+    pub fn insert(&self, keys: KeySet, key_bytes: u64) -> Result<Arc<Session>> {
         let mut inner = lock(&self.inner);
         if inner.sessions.len() >= self.max_sessions {
             inner.used = inner.used.saturating_sub(key_bytes);
@@ -193,8 +224,9 @@ impl SessionStore {
         };
         let session = Arc::new(Session {
             id: id.clone(),
-            evaluator,
-            key_bytes,
+            keys: Mutex::new(Keys::Collecting(keys)),
+            held: AtomicU64::new(key_bytes),
+            closed: AtomicBool::new(false),
             state: Mutex::new(EncryptedState::default()),
             last_used: Mutex::new(Instant::now()),
             jobs: Default::default(),
@@ -221,6 +253,10 @@ impl SessionStore {
     pub fn remove(&self, id: &str) -> Result<()> {
         let session = lock(&self.inner).sessions.remove(id);
         let session = session.ok_or_else(|| ServiceError::UnknownSession { id: short_id(id) })?;
+        // Uploads and context builds hold the keys' lock while they change `held`; steps hold
+        // the state's while they grow it: after both, the usage is final.
+        let _keys = session.keys();
+        session.closed.store(true, Ordering::SeqCst);
         let (_, bytes) = session.usage();
         self.release(bytes);
         Ok(())

@@ -1,20 +1,48 @@
 //! What the server computes for a session: the [`Engine`] holds the parameters and the
-//! workload, checks uploaded keys and inputs against them, and runs `forward` and `step`.
+//! workload (the [`crate::probe`] layer or an encrypted language model, [`crate::model`]),
+//! admits uploaded keys against the workload's needs, builds a session's evaluation
+//! [`Context`] once its keys are complete, checks inputs and runs `forward` and `step`.
+
+use std::sync::Arc;
 
 use psf_circuits::HeBackend;
+use psf_circuits::bootstrap::Encapsulation;
 use psf_ckks::serialization::WireEncode;
 use psf_ckks::{Ciphertext, CkksParameters, Encoder, EvaluationKeys, Evaluator};
+use psf_infer::Report;
+use psf_infer::runtime::ServerContext;
 
-use crate::api::{InputShape, KeyRequirements};
+use crate::api::{InputShape, KeyRequirements, KeyStatus};
+use crate::model::ModelWorkload;
 use crate::probe::{Probe, ProbeSpec};
 use crate::{Result, ServiceError};
 
 /// The computations a server offers.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum Workload {
     /// A dense layer and a GELU ([`crate::probe`]).
-    Probe(Probe),
+    Probe(Box<Probe>),
+    /// A compiled polynomial language model ([`crate::model`]).
+    Model(Arc<ModelWorkload>),
+}
+
+/// Keys uploaded to a session that is not complete yet.
+#[derive(Default)]
+pub struct KeySet {
+    /// Relinearization and Galois keys received so far.
+    pub evaluation: EvaluationKeys,
+    /// Encapsulation keys of the bootstrapping, once received.
+    pub encapsulation: Option<Encapsulation>,
+}
+
+/// What a session with complete keys evaluates with: its keys inside the workload's
+/// evaluator (and, for the model, its bootstrapping circuit).
+pub enum Context {
+    /// The probe's evaluator.
+    Probe(Box<Evaluator>),
+    /// The encrypted model's server context.
+    Model(Box<ServerContext>),
 }
 
 /// A session's encrypted state on the server (the encrypted cache of `step`).
@@ -47,6 +75,10 @@ pub struct Engine {
     workload: Workload,
 }
 
+fn invalid<T>(reason: String) -> Result<T> {
+    Err(ServiceError::InvalidRequest { reason })
+}
+
 impl Engine {
     /// An engine running the probe layer `spec` under `params`.
     ///
@@ -56,18 +88,29 @@ impl Engine {
         let probe = Probe::new(spec, params.max_slots())?;
         let levels = params.ring().max_level();
         if probe.step_depth() > levels {
-            return Err(ServiceError::InvalidRequest {
-                reason: format!(
-                    "the probe needs {} levels, {} has {levels}",
-                    probe.step_depth(),
-                    params.ring().name()
-                ),
-            });
+            return invalid(format!(
+                "the probe needs {} levels, {} has {levels}",
+                probe.step_depth(),
+                params.ring().name()
+            ));
         }
         Ok(Self {
             encoder: Encoder::new(&params),
             params,
-            workload: Workload::Probe(probe),
+            workload: Workload::Probe(Box::new(probe)),
+        })
+    }
+
+    /// An engine running the compiled model `model` under its parameters.
+    ///
+    /// # Errors
+    /// Parameters that do not build (cannot happen for a compiled model).
+    pub fn model(model: Arc<ModelWorkload>) -> Result<Self> {
+        let params = model.compiled().params()?;
+        Ok(Self {
+            encoder: Encoder::new(&params),
+            params,
+            workload: Workload::Model(model),
         })
     }
 
@@ -85,52 +128,162 @@ impl Engine {
     pub fn name(&self) -> &'static str {
         match &self.workload {
             Workload::Probe(_) => "probe",
+            Workload::Model(_) => "model",
         }
     }
 
     /// The workload's description as JSON.
     pub fn spec_json(&self) -> serde_json::Value {
-        match &self.workload {
-            Workload::Probe(p) => serde_json::to_value(p.spec()).unwrap_or_default(),
-        }
+        let value = match &self.workload {
+            Workload::Probe(p) => serde_json::to_value(p.spec()),
+            Workload::Model(m) => serde_json::to_value(m.spec()),
+        };
+        value.unwrap_or_default()
     }
 
     /// Keys a session must upload.
     pub fn keys(&self) -> KeyRequirements {
-        match &self.workload {
+        let mut keys = match &self.workload {
             Workload::Probe(p) => p.keys(self.params.ring().log_n()),
+            Workload::Model(m) => m.key_needs(),
+        };
+        keys.galois_elements.sort_unstable();
+        keys.galois_elements.dedup();
+        keys
+    }
+
+    /// Bytes a session's [`Context`] holds beyond its keys (the model's bootstrapping
+    /// circuit), accounted when it is built.
+    pub fn context_bytes(&self) -> u64 {
+        match &self.workload {
+            Workload::Probe(_) => 0,
+            Workload::Model(m) => m.spec().context_bytes,
         }
     }
 
     /// What inputs must look like.
     pub fn input_shape(&self) -> InputShape {
+        let (ciphertexts, level) = match &self.workload {
+            Workload::Probe(_) => (1, self.params.ring().max_level()),
+            Workload::Model(m) => {
+                let c = &m.spec().client;
+                (c.layout.cts_for(c.d_model), c.level)
+            }
+        };
         InputShape {
-            ciphertexts: 1,
-            level: self.params.ring().max_level(),
+            ciphertexts,
+            level,
             log_slots: self.params.max_log_slots(),
             log_scale: self.params.default_scale().log2(),
         }
     }
 
-    /// Checks that `keys` hold every key the workload needs.
+    /// Adds uploaded evaluation keys to `have`; nothing is added unless every key is one the
+    /// workload needs and not already there.
     ///
     /// # Errors
-    /// [`ServiceError::MissingKeys`] listing what is missing.
-    pub fn check_keys(&self, keys: &EvaluationKeys) -> Result<()> {
+    /// [`ServiceError::InvalidRequest`] naming the unneeded or repeated keys.
+    pub fn add_keys(&self, have: &mut KeySet, new: EvaluationKeys) -> Result<()> {
         let need = self.keys();
-        let relin_missing = need.relinearization && keys.relin.is_none();
-        let galois: Vec<usize> = need
+        if new.relin.is_some() {
+            if !need.relinearization {
+                return invalid("the workload needs no relinearization key".into());
+            }
+            if have.evaluation.relin.is_some() {
+                return invalid("the relinearization key was already uploaded".into());
+            }
+        }
+        let mut elements: Vec<usize> = new.galois.keys().copied().collect();
+        elements.sort_unstable();
+        let unneeded: Vec<usize> = elements
+            .iter()
+            .copied()
+            .filter(|g| need.galois_elements.binary_search(g).is_err())
+            .collect();
+        if !unneeded.is_empty() {
+            return invalid(format!("Galois elements {unneeded:?} are not needed"));
+        }
+        let repeated: Vec<usize> = elements
+            .into_iter()
+            .filter(|g| have.evaluation.galois.contains_key(g))
+            .collect();
+        if !repeated.is_empty() {
+            return invalid(format!(
+                "Galois elements {repeated:?} were already uploaded"
+            ));
+        }
+        if new.relin.is_some() {
+            have.evaluation.relin = new.relin;
+        }
+        have.evaluation.galois.extend(new.galois);
+        Ok(())
+    }
+
+    /// Sets the encapsulation keys of `have`.
+    ///
+    /// # Errors
+    /// [`ServiceError::InvalidRequest`] when the workload does not bootstrap, the sparse
+    /// secret's weight is not the one it needs, or the keys were already uploaded.
+    pub fn set_encapsulation(&self, have: &mut KeySet, keys: Encapsulation) -> Result<()> {
+        match self.keys().encapsulation_weight {
+            None => invalid(format!(
+                "the {} workload needs no encapsulation keys",
+                self.name()
+            )),
+            Some(h) if h != keys.weight() => invalid(format!(
+                "encapsulation keys of weight {}, the workload needs {h}",
+                keys.weight()
+            )),
+            Some(_) if have.encapsulation.is_some() => {
+                invalid("the encapsulation keys were already uploaded".into())
+            }
+            Some(_) => {
+                have.encapsulation = Some(keys);
+                Ok(())
+            }
+        }
+    }
+
+    /// Which needed keys `have` lacks.
+    pub fn key_status(&self, have: &KeySet) -> KeyStatus {
+        let need = self.keys();
+        let relinearization_missing = need.relinearization && have.evaluation.relin.is_none();
+        let galois_missing: Vec<usize> = need
             .galois_elements
             .into_iter()
-            .filter(|g| !keys.galois.contains_key(g))
+            .filter(|g| !have.evaluation.galois.contains_key(g))
             .collect();
-        if relin_missing || !galois.is_empty() {
-            return Err(ServiceError::MissingKeys {
-                relin_missing,
-                galois,
-            });
+        let encapsulation_missing =
+            need.encapsulation_weight.is_some() && have.encapsulation.is_none();
+        KeyStatus {
+            ready: !relinearization_missing && galois_missing.is_empty() && !encapsulation_missing,
+            relinearization_missing,
+            galois_missing,
+            encapsulation_missing,
         }
-        Ok(())
+    }
+
+    /// Builds the evaluation context of a complete key set.
+    ///
+    /// # Errors
+    /// [`ServiceError::MissingKeys`] if keys are missing; an error of the model's
+    /// bootstrapping circuit.
+    pub fn build(&self, keys: KeySet) -> Result<Context> {
+        let status = self.key_status(&keys);
+        if !status.ready {
+            return Err(missing(status));
+        }
+        match &self.workload {
+            Workload::Probe(_) => Ok(Context::Probe(Box::new(Evaluator::new(
+                &self.params,
+                keys.evaluation,
+            )))),
+            Workload::Model(m) => Ok(Context::Model(Box::new(ServerContext::new(
+                m.compiled(),
+                keys.evaluation,
+                keys.encapsulation,
+            )?))),
+        }
     }
 
     /// Checks inputs against [`Self::input_shape`]: count, degree, level, slots and scale.
@@ -139,7 +292,6 @@ impl Engine {
     /// [`ServiceError::InvalidRequest`] saying what differs.
     pub fn check_inputs(&self, inputs: &[Ciphertext]) -> Result<()> {
         let shape = self.input_shape();
-        let invalid = |reason: String| Err(ServiceError::InvalidRequest { reason });
         if inputs.len() != shape.ciphertexts {
             return invalid(format!(
                 "{} ciphertexts, expected {}",
@@ -171,15 +323,27 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs the stateless forward pass with a session's evaluator.
+    /// Runs the stateless forward pass with a session's context; the model also answers its
+    /// latency report.
     ///
     /// # Errors
     /// Invalid inputs, or an evaluation error.
-    pub fn forward(&self, eval: &Evaluator, inputs: &[Ciphertext]) -> Result<Vec<Ciphertext>> {
-        self.check_inputs(inputs)?;
-        let be = HeBackend::new(&self.params, &self.encoder, eval);
-        match &self.workload {
-            Workload::Probe(p) => Ok(vec![p.forward(&be, &inputs[0])?]),
+    pub fn forward(
+        &self,
+        ctx: &Context,
+        inputs: Vec<Ciphertext>,
+    ) -> Result<(Vec<Ciphertext>, Option<Report>)> {
+        self.check_inputs(&inputs)?;
+        match (&self.workload, ctx) {
+            (Workload::Probe(p), Context::Probe(eval)) => {
+                let be = HeBackend::new(&self.params, &self.encoder, eval);
+                Ok((vec![p.forward(&be, &inputs[0])?], None))
+            }
+            (Workload::Model(m), Context::Model(server)) => {
+                let (out, report) = m.forward(server, inputs)?;
+                Ok((out, Some(report)))
+            }
+            _ => Err(mismatch()),
         }
     }
 
@@ -187,17 +351,17 @@ impl Engine {
     /// On error the cache is left as it was.
     ///
     /// # Errors
-    /// Invalid inputs, or an evaluation error.
+    /// Invalid inputs, a workload without steps, or an evaluation error.
     pub fn step(
         &self,
-        eval: &Evaluator,
+        ctx: &Context,
         state: &mut EncryptedState,
         inputs: &[Ciphertext],
     ) -> Result<Vec<Ciphertext>> {
         self.check_inputs(inputs)?;
-        let be = HeBackend::new(&self.params, &self.encoder, eval);
-        match &self.workload {
-            Workload::Probe(p) => {
+        match (&self.workload, ctx) {
+            (Workload::Probe(p), Context::Probe(eval)) => {
+                let be = HeBackend::new(&self.params, &self.encoder, eval);
                 state.cache.push(p.project(&be, &inputs[0])?);
                 p.activate_mean(&be, &state.cache)
                     .map(|out| vec![out])
@@ -206,6 +370,10 @@ impl Engine {
                         e.into()
                     })
             }
+            (Workload::Model(_), Context::Model(_)) => {
+                invalid("the model workload has no step-wise generation yet".into())
+            }
+            _ => Err(mismatch()),
         }
     }
 
@@ -215,5 +383,20 @@ impl Engine {
         // Two polynomials of `level + 1` limbs of N residues (the projected step is one level
         // lower, so this bounds it), plus the header and metadata.
         (2 * (shape.level + 1) * self.params.ring().n() * 8 + 64) as u64
+    }
+}
+
+/// The error for a session whose keys are incomplete.
+pub fn missing(status: KeyStatus) -> ServiceError {
+    ServiceError::MissingKeys {
+        relin_missing: status.relinearization_missing,
+        galois: status.galois_missing,
+        encapsulation_missing: status.encapsulation_missing,
+    }
+}
+
+fn mismatch() -> ServiceError {
+    ServiceError::Internal {
+        reason: "a session context of another workload".into(),
     }
 }

@@ -27,8 +27,8 @@ async fn forward_and_step_round_trip() {
         .forward(id, &params, &[keys.encrypt_replicated(&x).unwrap()])
         .await
         .unwrap();
-    assert_eq!(out.len(), 1);
-    let got = keys.decrypt(&out[0]).unwrap();
+    assert_eq!(out.outputs.len(), 1);
+    let got = keys.decrypt(&out.outputs[0]).unwrap();
     let b = bits(&server.probe.forward_f64(&x), &got);
     assert!(b >= MIN_BITS, "forward: {b:.1} bits");
 
@@ -38,7 +38,9 @@ async fn forward_and_step_round_trip() {
         let ct = keys.encrypt_replicated(&x).unwrap();
         steps.push(x);
         let out = c.step(id, &params, &[ct]).await.unwrap();
-        let got = keys.decrypt(&out[0]).unwrap();
+        assert_eq!(out.result.cached_steps, Some(t as usize + 1));
+        assert!(out.result.report.is_none() && out.result.seconds > 0.0);
+        let got = keys.decrypt(&out.outputs[0]).unwrap();
         let b = bits(&server.probe.step_f64(&steps), &got);
         assert!(b >= MIN_BITS, "step {t}: {b:.1} bits");
     }
@@ -81,11 +83,17 @@ async fn eight_concurrent_sessions() {
                     .forward(&id, &params, std::slice::from_ref(&ct))
                     .await
                     .unwrap();
-                let b = bits(&probe.forward_f64(&x), &keys.decrypt(&fwd[0]).unwrap());
+                let b = bits(
+                    &probe.forward_f64(&x),
+                    &keys.decrypt(&fwd.outputs[0]).unwrap(),
+                );
                 assert!(b >= MIN_BITS, "session {s} forward {t}: {b:.1} bits");
                 steps.push(x);
                 let st = c.step(&id, &params, &[ct]).await.unwrap();
-                let b = bits(&probe.step_f64(&steps), &keys.decrypt(&st[0]).unwrap());
+                let b = bits(
+                    &probe.step_f64(&steps),
+                    &keys.decrypt(&st.outputs[0]).unwrap(),
+                );
                 assert!(b >= MIN_BITS, "session {s} step {t}: {b:.1} bits");
             }
             // Another session's keys decrypt this session's outputs to noise.
@@ -119,7 +127,7 @@ async fn eight_concurrent_sessions() {
         .unwrap();
     let b = bits(
         &server.probe.forward_f64(&x),
-        &keys0.decrypt(&out[0]).unwrap(),
+        &keys0.decrypt(&out.outputs[0]).unwrap(),
     );
     assert!(
         b < 4.0,
@@ -160,7 +168,7 @@ async fn graceful_shutdown_finishes_jobs_in_flight() {
         let out = j.await.unwrap().unwrap();
         let b = bits(
             &server.probe.forward_f64(&x),
-            &keys.decrypt(&out[0]).unwrap(),
+            &keys.decrypt(&out.outputs[0]).unwrap(),
         );
         assert!(b >= MIN_BITS);
     }

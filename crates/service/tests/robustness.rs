@@ -48,7 +48,7 @@ async fn still_serves(server: &TestServer, seed: u64) {
         .unwrap();
     let b = bits(
         &server.probe.forward_f64(&x),
-        &keys.decrypt(&out[0]).unwrap(),
+        &keys.decrypt(&out.outputs[0]).unwrap(),
     );
     assert!(b >= MIN_BITS);
     server.client.close_session(&id).await.unwrap();
@@ -133,17 +133,70 @@ async fn wrong_parameters_missing_keys_unknown_sessions() {
         .unwrap_err();
     assert_eq!(code(&e), (400, "malformed_object".into()));
 
+    // A session may start with part of the keys: its jobs wait for the rest.
     let needs = c.info().await.unwrap().keys;
+    let evk = keys.evaluation_keys();
     let partial = psf_ckks::EvaluationKeys {
-        relin: keys.evaluation_keys().relin.clone(),
+        relin: evk.relin.clone(),
         ..Default::default()
     };
-    let e = c.create_session_raw(partial.to_bytes()).await.unwrap_err();
+    let created = c.create_session_raw(partial.to_bytes()).await.unwrap();
+    assert!(!created.keys.ready && !created.keys.relinearization_missing);
+    assert_eq!(created.keys.galois_missing, needs.galois_elements);
+    let pid = created.session_id;
+    let ct = keys.encrypt_replicated(&input(3)).unwrap();
+    let batch = encode_ciphertexts(std::slice::from_ref(&ct));
+    let e = c.job_raw(&pid, "forward", batch.clone()).await.unwrap_err();
     assert_eq!(code(&e), (400, "missing_keys".into()));
     assert!(
         e.to_string()
             .contains(&needs.galois_elements[0].to_string())
     );
+    // Repeated keys, keys the workload does not need, and encapsulation keys for a workload
+    // that does not bootstrap are refused, and change nothing.
+    let (params, seed_keys) = (server.params.clone(), keys.secret_key().clone());
+    let (conj, encap) = tokio::task::spawn_blocking(move || {
+        let mut kgen = psf_ckks::KeyGenerator::seeded(params.ring(), 1);
+        let conj = psf_ckks::EvaluationKeys::generate(&mut kgen, &seed_keys, &[], true).unwrap();
+        let encap =
+            psf_circuits::bootstrap::Encapsulation::generate(&params, &seed_keys, 8, Some(2))
+                .unwrap();
+        (conj, encap)
+    })
+    .await
+    .unwrap();
+    for (what, body) in [
+        ("keys", partial.to_bytes()),
+        ("keys", conj.to_bytes()),
+        ("encapsulation", encap.to_bytes()),
+    ] {
+        let e = c.upload_raw(&pid, what, body).await.unwrap_err();
+        assert_eq!(code(&e), (400, "invalid_request".into()), "{what}: {e}");
+    }
+    let e = c
+        .upload_raw(&pid, "encapsulation", b"PSFW".to_vec())
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), (400, "malformed_object".into()));
+    // The rest of the keys completes the session.
+    let rest = psf_ckks::EvaluationKeys {
+        relin: None,
+        galois: evk.galois.clone(),
+    };
+    let status = c.upload_raw(&pid, "keys", rest.to_bytes()).await.unwrap();
+    assert!(status.keys.ready, "{status:?}");
+    let out = c.forward(&pid, &server.params, &[ct]).await.unwrap();
+    let b = bits(
+        &server.probe.forward_f64(&input(3)),
+        &keys.decrypt(&out.outputs[0]).unwrap(),
+    );
+    assert!(b >= MIN_BITS);
+    let e = c
+        .upload_raw(&pid, "keys", rest.to_bytes())
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), (400, "invalid_request".into()));
+    c.close_session(&pid).await.unwrap();
     keys = server.keys(5).await;
 
     let ghost = "0123456789abcdef0123456789abcdef";

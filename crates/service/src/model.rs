@@ -1,0 +1,400 @@
+//! The `model` workload: an encrypted polynomial language model.
+//!
+//! A model directory holds `config.json` and `model.safetensors` (Hugging Face names, a
+//! Power-Softmax model) and `poly.json` (its `psf_poly::PolySpec`, written by `psformer
+//! polyfit`). The server loads them into a `psf_poly::PolyModel`, turns it into the compiler's
+//! `psf_infer::ModelIr` and compiles it for one layout (`seq_len` positions x `batch` prompts)
+//! and a bootstrapping preset, calibrating the bootstrap bounds on embeddings of real text.
+//! Clients fetch the public facts ([`ModelSpec`]: layout, encryption level, the exact key
+//! list) from `/v1/info`; the embedding table is public too but never travels: a client runs
+//! the lookup itself on its own copy of the same directory (checked by [`ModelSpec::fingerprint`]).
+
+use std::path::{Path, PathBuf};
+
+use psf_circuits::bootstrap::Bootstrapper;
+use psf_circuits::bootstrap::keys::small_params;
+use psf_ckks::serialization::{HEADER_LEN, fnv1a64};
+use psf_ckks::{Ciphertext, CkksParameters};
+use psf_infer::client::ClientSpec;
+use psf_infer::runtime::{Progress, RunOptions, ServerContext};
+use psf_infer::{CompileOptions, CompiledModel, ModelIr, Report};
+use psf_poly::{PolyModel, PolySpec, PolyWeights};
+use serde::{Deserialize, Serialize};
+
+use crate::api::KeyRequirements;
+use crate::{Result, ServiceError};
+
+/// How a model is compiled for serving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelOptions {
+    /// Positions per prompt (at most the model's context).
+    pub seq_len: usize,
+    /// Prompts per job, packed side by side into the same ciphertexts.
+    pub batch: usize,
+    /// `log2` of the ring degree: 16 and 15 are the 128-bit bootstrapping presets, smaller
+    /// degrees their INSECURE twins (tests).
+    pub log_n: u32,
+    /// Threads of a job's evaluation pool.
+    pub threads: usize,
+}
+
+/// The text the compiler's dry run calibrates the bootstrap bounds on.
+#[derive(Debug, Clone)]
+pub enum Calibration {
+    /// Token ids.
+    Tokens(Vec<u32>),
+    /// Text, tokenized with the `tokenizer.json` at `tokenizer`.
+    Text {
+        /// The text.
+        text: String,
+        /// The tokenizer file.
+        tokenizer: PathBuf,
+    },
+}
+
+impl Calibration {
+    /// The token ids.
+    ///
+    /// # Errors
+    /// An unreadable tokenizer.
+    pub fn token_ids(&self) -> Result<Vec<u32>> {
+        match self {
+            Calibration::Tokens(ids) => Ok(ids.clone()),
+            Calibration::Text { text, tokenizer } => {
+                let tk = psf_model::data::tokenizer::load(tokenizer)
+                    .map_err(|e| model_error(tokenizer, e))?;
+                psf_model::data::tokenizer::encode(&tk, text).map_err(|e| model_error(tokenizer, e))
+            }
+        }
+    }
+}
+
+/// The public facts of a served model (the `workload_spec` of `/v1/info`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// The model directory's name.
+    pub name: String,
+    /// FNV-1a fingerprint of `config.json`, `model.safetensors` and `poly.json` (hex): a
+    /// client checks its own copy against it ([`model_fingerprint`]).
+    pub fingerprint: String,
+    /// `GptNeox` or `Llama`.
+    pub arch: String,
+    /// Decoder blocks.
+    pub layers: usize,
+    /// Embedding width.
+    pub d_model: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Vocabulary (logits per position).
+    pub vocab: usize,
+    /// Positions per prompt.
+    pub seq_len: usize,
+    /// Prompts per job.
+    pub batch: usize,
+    /// Name of the CKKS parameter set.
+    pub params_name: String,
+    /// What a client needs to encrypt and decrypt (layout, widths, encryption level).
+    pub client: ClientSpec,
+    /// The exact keys a client generates (`psf_infer::KeyRequirements::generate`).
+    pub keys: psf_infer::KeyRequirements,
+    /// Logit ciphertexts a job answers.
+    pub output_ciphertexts: usize,
+    /// Bootstrap sites of a forward pass, and ciphertexts refreshed there in total.
+    pub bootstrap_sites: usize,
+    /// Ciphertexts refreshed in a forward pass.
+    pub bootstrapped_ciphertexts: usize,
+    /// Bytes of the encoded evaluation keys (relinearization and Galois keys).
+    pub evaluation_key_bytes: u64,
+    /// Bytes of the encoded encapsulation keys.
+    pub encapsulation_key_bytes: u64,
+    /// Bytes a session's bootstrapping circuit (encoded DFT diagonals) holds on the server.
+    pub context_bytes: u64,
+    /// Tokens of the calibration text.
+    pub calibration_tokens: usize,
+    /// Threads of a job.
+    pub threads: usize,
+}
+
+/// A compiled model and its public facts.
+pub struct ModelWorkload {
+    compiled: CompiledModel,
+    spec: ModelSpec,
+    threads: usize,
+}
+
+fn model_error(path: &Path, e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Model {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Loads the `PolyModel` of a model directory (`config.json`, `model.safetensors`,
+/// `poly.json`).
+///
+/// # Errors
+/// [`ServiceError::Model`] for missing or inconsistent files.
+pub fn load_poly(dir: &Path) -> Result<PolyModel> {
+    let weights = PolyWeights::from_dir(dir).map_err(|e| model_error(dir, e))?;
+    let spec_path = dir.join("poly.json");
+    let spec = PolySpec::from_file(&spec_path).map_err(|e| model_error(&spec_path, e))?;
+    PolyModel::new(weights, spec).map_err(|e| model_error(dir, e))
+}
+
+/// The fingerprint of a model directory: FNV-1a over the FNV-1a of `config.json`,
+/// `model.safetensors` and `poly.json` (hex).
+///
+/// # Errors
+/// [`ServiceError::Model`] for an unreadable file.
+pub fn model_fingerprint(dir: &Path) -> Result<String> {
+    let mut parts = Vec::with_capacity(24);
+    for file in ["config.json", "model.safetensors", "poly.json"] {
+        let path = dir.join(file);
+        let bytes = std::fs::read(&path).map_err(|e| model_error(&path, e))?;
+        parts.extend_from_slice(&fnv1a64(&bytes).to_le_bytes());
+    }
+    Ok(format!("{:016x}", fnv1a64(&parts)))
+}
+
+/// `batch` windows of `seq_len` tokens spread evenly over `ids` (wrapping around when the
+/// text is shorter).
+pub fn calibration_windows(ids: &[u32], seq_len: usize, batch: usize) -> Vec<Vec<u32>> {
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let span = ids.len().saturating_sub(seq_len);
+    (0..batch)
+        .map(|b| {
+            let start = span * b / batch.max(1);
+            (0..seq_len).map(|j| ids[(start + j) % ids.len()]).collect()
+        })
+        .collect()
+}
+
+/// Embeddings `[prompt][position][feature]` of token windows (the client's lookup).
+///
+/// # Errors
+/// A token id past the vocabulary.
+pub fn embed_prompts(weights: &PolyWeights, prompts: &[Vec<u32>]) -> Result<Vec<Vec<Vec<f64>>>> {
+    prompts
+        .iter()
+        .map(|ids| {
+            let m = weights
+                .embed(ids)
+                .map_err(|e| ServiceError::InvalidRequest {
+                    reason: e.to_string(),
+                })?;
+            Ok((0..m.rows).map(|t| m.row(t).to_vec()).collect())
+        })
+        .collect()
+}
+
+/// Bytes of one encoded switching-key body under `ring` (as in `psf_ckks::serialization`).
+fn switching_body_bytes(ring: &psf_rlwe::Parameters) -> u64 {
+    (12 + 16 * ring.dnum() * ring.qp().len() * ring.n()) as u64
+}
+
+fn key_bytes(params: &CkksParameters, keys: &psf_infer::KeyRequirements) -> Result<(u64, u64)> {
+    let body = switching_body_bytes(params.ring());
+    let relin = if keys.relinearization { body } else { 0 };
+    let galois = keys.galois_elements.len() as u64 * (8 + body);
+    let evaluation = HEADER_LEN as u64 + 5 + relin + galois;
+    let encapsulation = match keys.encapsulation_weight {
+        Some(h) => {
+            let small = small_params(params, h)?;
+            HEADER_LEN as u64 + 12 + switching_body_bytes(&small) + body
+        }
+        None => 0,
+    };
+    Ok((evaluation, encapsulation))
+}
+
+impl ModelWorkload {
+    /// Loads and compiles the model directory `dir`.
+    ///
+    /// # Errors
+    /// Unreadable files or tokenizer, or as [`Self::new`].
+    pub fn load(dir: &Path, calibration: &Calibration, opts: &ModelOptions) -> Result<Self> {
+        let poly = load_poly(dir)?;
+        let ids = calibration.token_ids()?;
+        let name = dir
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| dir.display().to_string());
+        Self::new(&poly, &name, model_fingerprint(dir)?, &ids, opts)
+    }
+
+    /// Compiles `poly` for `opts`, calibrating on windows of the token ids `calibration`.
+    ///
+    /// # Errors
+    /// Options that do not fit the model ([`ServiceError::InvalidRequest`]), or a compiler
+    /// error ([`ServiceError::Infer`]).
+    pub fn new(
+        poly: &PolyModel,
+        name: &str,
+        fingerprint: String,
+        calibration: &[u32],
+        opts: &ModelOptions,
+    ) -> Result<Self> {
+        let cfg = &poly.weights().config;
+        if opts.seq_len == 0 || opts.seq_len > cfg.max_position_embeddings || opts.batch == 0 {
+            return Err(ServiceError::InvalidRequest {
+                reason: format!(
+                    "{} prompts of {} positions (the model's context is {})",
+                    opts.batch, opts.seq_len, cfg.max_position_embeddings
+                ),
+            });
+        }
+        if calibration.is_empty() {
+            return Err(ServiceError::InvalidRequest {
+                reason: "no calibration tokens".into(),
+            });
+        }
+        let ir = ModelIr::from_poly(poly)?;
+        let windows = calibration_windows(calibration, opts.seq_len, opts.batch);
+        let embeddings = embed_prompts(poly.weights(), &windows)?;
+        let compile = CompileOptions::for_log_n(opts.seq_len, opts.batch, opts.log_n, embeddings);
+        let compiled = CompiledModel::compile(&ir, &compile)?;
+        let keys = compiled.key_requirements()?;
+        let params = compiled.params()?;
+        let boot = Bootstrapper::new(&params, compiled.preset.config)?;
+        let (evaluation_key_bytes, encapsulation_key_bytes) = key_bytes(&params, &keys)?;
+        let client = ClientSpec::of(&compiled)?;
+        let spec = ModelSpec {
+            name: name.into(),
+            fingerprint,
+            arch: format!("{:?}", cfg.arch),
+            layers: cfg.num_layers,
+            d_model: cfg.hidden_size,
+            heads: cfg.num_heads,
+            vocab: cfg.vocab_size,
+            seq_len: opts.seq_len,
+            batch: opts.batch,
+            params_name: params.ring().name().into(),
+            output_ciphertexts: client.layout.cts_for(client.vocab),
+            client,
+            bootstrap_sites: compiled.plan.bootstraps.len(),
+            bootstrapped_ciphertexts: compiled.plan.bootstraps.iter().map(|b| b.ciphertexts).sum(),
+            keys,
+            evaluation_key_bytes,
+            encapsulation_key_bytes,
+            context_bytes: boot.size_bytes() as u64,
+            calibration_tokens: calibration.len(),
+            threads: opts.threads.max(1),
+        };
+        Ok(Self {
+            compiled,
+            spec,
+            threads: opts.threads.max(1),
+        })
+    }
+
+    /// The public facts.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// The compiled model.
+    pub fn compiled(&self) -> &CompiledModel {
+        &self.compiled
+    }
+
+    /// The keys a session uploads, in the service's terms.
+    pub fn key_needs(&self) -> KeyRequirements {
+        let k = &self.spec.keys;
+        KeyRequirements {
+            relinearization: k.relinearization,
+            galois_elements: k.galois_elements.clone(),
+            encapsulation_weight: k.encapsulation_weight,
+        }
+    }
+
+    /// The encrypted forward pass of a job: logits of every position, and its report.
+    ///
+    /// # Errors
+    /// As `psf_infer::runtime::forward`.
+    pub fn forward(
+        &self,
+        server: &ServerContext,
+        inputs: Vec<Ciphertext>,
+    ) -> Result<(Vec<Ciphertext>, Report)> {
+        let progress = |p: &Progress| {
+            tracing::debug!(
+                stage = %p.stage,
+                done = p.done,
+                total = p.total,
+                "forward {:.1} s",
+                p.elapsed_s
+            );
+        };
+        let opts = RunOptions {
+            threads: self.threads,
+            progress: &progress,
+            cost: None,
+        };
+        Ok(psf_infer::runtime::forward(
+            &self.compiled,
+            server,
+            inputs,
+            &opts,
+        )?)
+    }
+}
+
+/// The `context` fields of multiple-choice task files (JSONL, one item per line, as the
+/// shipped `crates/model/tasks/*.jsonl`), one per line: held-out text for calibration.
+///
+/// # Errors
+/// An unreadable file or a line that is not a JSON object with a `context` string.
+pub fn task_contexts(paths: &[PathBuf]) -> Result<String> {
+    let mut out = String::new();
+    for path in paths {
+        let text = std::fs::read_to_string(path).map_err(|e| model_error(path, e))?;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let item: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| model_error(path, e))?;
+            let context = item["context"]
+                .as_str()
+                .ok_or_else(|| model_error(path, "an item without a \"context\" string"))?;
+            out.push_str(context);
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_spread_and_wrap() {
+        let ids: Vec<u32> = (0..10).collect();
+        let w = calibration_windows(&ids, 4, 3);
+        assert_eq!(
+            w,
+            vec![vec![0, 1, 2, 3], vec![2, 3, 4, 5], vec![4, 5, 6, 7]]
+        );
+        let short = calibration_windows(&[7, 8], 5, 1);
+        assert_eq!(short, vec![vec![7, 8, 7, 8, 7]]);
+        assert!(calibration_windows(&[], 4, 2).is_empty());
+    }
+
+    #[test]
+    fn task_contexts_read_jsonl() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        std::fs::write(
+            &path,
+            "{\"context\":\"a b\",\"choices\":[],\"answer\":0}\n\n{\"context\":\"c\"}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            task_contexts(std::slice::from_ref(&path)).unwrap(),
+            "a b\nc\n"
+        );
+        std::fs::write(&path, "{\"text\":1}\n").unwrap();
+        assert_eq!(task_contexts(&[path]).unwrap_err().code(), "model");
+    }
+}
