@@ -11,8 +11,10 @@ mod client;
 mod convert;
 mod cost_check;
 mod demo;
+mod demo_text;
 mod eval;
 mod keys_cmd;
+mod params_cmd;
 mod polyfit;
 mod serve;
 mod timing;
@@ -30,8 +32,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs an encrypted computation end to end on 128-bit parameters and reports precision
-    /// and latency.
+    /// The shipped Power-Softmax model predicts the next token of a prompt over encrypted data
+    /// (128-bit parameters): predictions next to the plaintext model's, latency breakdown.
     Demo(demo::DemoArgs),
     /// Benchmarks.
     #[command(subcommand)]
@@ -82,7 +84,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Ckks(args)) => bench_ckks::run(&args),
         Command::Bench(BenchCommand::Costs(args)) => bench_costs::run(&args),
         Command::Bench(BenchCommand::Softmax(args)) => bench_softmax::run(&args),
-        Command::Params => demo::list_params(),
+        Command::Params => params_cmd::list_params(),
         Command::Keygen(args) => keys_cmd::keygen(&args),
         Command::Encrypt(args) => keys_cmd::encrypt(&args),
         Command::Decrypt(args) => keys_cmd::decrypt(&args),

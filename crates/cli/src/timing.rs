@@ -35,3 +35,15 @@ pub fn with_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> an
         .build()?;
     Ok(pool.install(f))
 }
+
+/// A progress bar over the `total` stages of an encrypted pass (stage name as message).
+pub fn stage_bar(total: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} stages {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}

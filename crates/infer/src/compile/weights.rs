@@ -128,22 +128,48 @@ impl Folded {
             .collect()
     }
 
+    /// The period of the input features: `cols` rounded up to a power of two when that is
+    /// below the layout's features per ciphertext (a narrow input), else the features per
+    /// ciphertext.
+    pub fn period(&self, layout: &Layout) -> usize {
+        self.cols.next_power_of_two().min(layout.features_per_ct())
+    }
+
+    /// Copies of a narrow input the transform reads: the input's `cols` features repeated
+    /// with [`Self::period`] `c` over the features `0 .. rows + c - 1` (1: the input as is).
+    /// The circuit makes them with `log2(copies)` rotations ([`Self::transform`]).
+    pub fn input_copies(&self, layout: &Layout) -> usize {
+        let (d, c) = (layout.features_per_ct(), self.period(layout));
+        if c == d {
+            return 1;
+        }
+        (self.rows.min(d).saturating_sub(1).div_ceil(c) + 1)
+            .next_power_of_two()
+            .min(d / c)
+    }
+
     /// The block transform over the layout's ciphertexts: diagonal `k` of block `(o, i)`
     /// holds `W_t[o d + g][i d + (g + k) mod d]` in slot `g n + t`.
+    ///
+    /// A narrow input (period `c < d`, see [`Self::input_copies`]) takes only `c` diagonals
+    /// per output ciphertext instead of up to `d`: diagonal `k` holds `W_t[o d + g][(g + k)
+    /// mod c]` and reads the input copies, so e.g. a `vocab x d_model` LM head costs `d_model`
+    /// plaintext products per output ciphertext.
     ///
     /// # Errors
     /// An output ciphertext whose rows are all zero.
     pub fn transform(&self, layout: &Layout) -> Result<BlockTransform> {
         let (d, n, slots) = (layout.features_per_ct(), layout.tokens(), layout.slots);
+        let c = self.period(layout);
         let pos = |t: usize| layout.position(t).unwrap_or(0);
         let blocks = (0..layout.cts_for(self.rows))
             .map(|o| {
                 (0..layout.cts_for(self.cols))
                     .map(|i| {
-                        let diags = (0..d).map(|k| {
+                        let diags = (0..c).map(|k| {
                             let v: Vec<f64> = (0..slots)
                                 .map(|m| {
-                                    let (g, f) = (o * d + m / n, i * d + (m / n + k) % d);
+                                    let (g, f) = (o * d + m / n, i * d + (m / n + k) % c);
                                     if g < self.rows && f < self.cols {
                                         self.weight(g, f, pos(m % n))
                                     } else {
@@ -192,10 +218,25 @@ impl Folded {
 mod tests {
     use super::*;
 
+    /// `copies` copies of slot vector `x`, shifted by multiples of `stride` slots.
+    fn replicate(x: &[f64], stride: usize, copies: usize) -> Vec<f64> {
+        let n = x.len();
+        (0..n)
+            .map(|m| (0..copies).map(|k| x[(m + n * copies - k * stride) % n]).sum())
+            .collect()
+    }
+
     #[test]
     fn folded_transform_matches_per_token_products() {
-        let layout = Layout::new(4, 2, 64).unwrap(); // 8 tokens, 8 features per ct
-        let (rows, cols) = (12, 10);
+        // 8 tokens, 8 features per ct: wide (12 x 10) and narrow inputs (period 4 and 2);
+        // rows are whole heads of 4 (RoPE).
+        for (rows, cols, copies) in [(12, 10, 1), (12, 3, 2), (4, 3, 2), (4, 2, 4)] {
+            check_transform(rows, cols, copies);
+        }
+    }
+
+    fn check_transform(rows: usize, cols: usize, copies: usize) {
+        let layout = Layout::new(4, 2, 64).unwrap();
         let w: Vec<f64> = (0..rows * cols)
             .map(|i| ((i * 37) % 11) as f64 - 5.0)
             .collect();
@@ -212,7 +253,12 @@ mod tests {
                     .collect()
             })
             .collect();
-        let packed = layout.pack(&x, cols).unwrap();
+        let mut packed = layout.pack(&x, cols).unwrap();
+        assert_eq!(f.input_copies(&layout), copies);
+        if copies > 1 {
+            let stride = f.period(&layout) * layout.tokens();
+            packed = vec![replicate(&packed[0], stride, copies)];
+        }
         let mut y = f.transform(&layout).unwrap().apply_f64(&packed);
         for (yo, bo) in y.iter_mut().zip(f.bias_vectors(&layout)) {
             yo.iter_mut().zip(bo).for_each(|(a, b)| *a += b);

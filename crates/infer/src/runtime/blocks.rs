@@ -37,7 +37,16 @@ impl<B: Backend> Engine<'_, B> {
             .min()
             .ok_or_else(|| InferError::Unsupported("linear map of nothing".into()))?;
         let enc = f.transform(&self.layout)?.encode(&self.be, level)?;
-        let y = enc.apply(&self.be, x)?;
+        let copies = f.input_copies(&self.layout);
+        let y = if copies > 1 {
+            let stride = f.period(&self.layout) * self.layout.tokens();
+            let x = x
+                .first()
+                .ok_or_else(|| InferError::Unsupported("linear map of nothing".into()))?;
+            enc.apply(&self.be, &[self.replicate(x, stride, copies)?])?
+        } else {
+            enc.apply(&self.be, x)?
+        };
         if !f.has_bias() {
             return Ok(y);
         }
