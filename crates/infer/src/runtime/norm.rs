@@ -47,10 +47,24 @@ impl<B: Backend> Engine<'_, B> {
     ) -> Result<Vec<Vec<B::Ct>>> {
         self.enter(Component::Norm);
         let (d, n) = (self.layout.features_per_ct(), self.layout.tokens());
+        // The input with its unused feature slots zeroed (at the level the mean's product
+        // takes anyway), so the output is zero there: bootstrapping noise in unused slots
+        // would otherwise reach the next linear map, which sums copies of a narrow input.
+        let masked = x
+            .iter()
+            .enumerate()
+            .map(|(c, xc)| {
+                let mask = self
+                    .layout
+                    .slot_vector(|f, _| if c * d + f < d_model { 1.0 } else { 0.0 });
+                self.mul_pt(xc, &mask)
+            })
+            .collect::<Result<Vec<_>>>()?;
         let centred = match kind {
             NormKind::LayerNorm => {
                 let s = self.rot_sum(&self.sum(x)?, n, d)?;
-                x.iter()
+                masked
+                    .iter()
                     .enumerate()
                     .map(|(c, xc)| {
                         let inv_d = self.layout.slot_vector(|f, _| {
@@ -75,6 +89,10 @@ impl<B: Backend> Engine<'_, B> {
             &self.rot_sum(&self.sum(&squares)?, n, d)?,
             1.0 / d_model as f64,
         )?;
+        let scaled = match kind {
+            NormKind::LayerNorm => centred,
+            NormKind::RmsNorm => masked,
+        };
         recipes
             .iter()
             .map(|r| {
@@ -86,7 +104,7 @@ impl<B: Backend> Engine<'_, B> {
                     .slot_vector(|_, t| if t < real { r.eps } else { mid });
                 let var = self.add_pt(&total, &pad)?;
                 let inv = inv.evaluate(&self.be, &var)?;
-                centred.iter().map(|c| self.mul(c, &inv)).collect()
+                scaled.iter().map(|c| self.mul(c, &inv)).collect()
             })
             .collect()
     }
