@@ -150,7 +150,13 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         let refresh = SimRefresh::new(m.fresh_level(&params));
         let packed = m.layout.pack(&x, ir.d_model)?;
         let run = run_options(args, cost.as_ref(), &|_| {});
-        let r = run_sim(&m, psf_circuits::SimBackend::new(&params), &refresh, &packed, &run)?;
+        let r = run_sim(
+            &m,
+            psf_circuits::SimBackend::new(&params),
+            &refresh,
+            &packed,
+            &run,
+        )?;
         return save_report(&r.report, &args.out);
     }
 
@@ -286,7 +292,13 @@ fn print_result(r: &DemoResult, report: &Report) {
     let a = &r.agreement;
     println!(
         "\nencrypted vs plaintext polynomial model, all {} positions: max abs error {:.2e}, MSE {:.2e}, precision min {:.1} / mean {:.1} bits, same top-1 at {}/{} positions",
-        a.positions, a.max_abs_err, a.mse, a.min_bits, a.mean_bits, a.same_top1_positions, a.positions
+        a.positions,
+        a.max_abs_err,
+        a.mse,
+        a.min_bits,
+        a.mean_bits,
+        a.same_top1_positions,
+        a.positions
     );
     println!("\n{}", report.table());
     println!(
@@ -311,9 +323,6 @@ fn save_report(report: &Report, out: &Path) -> anyhow::Result<()> {
     if report.backend == "simulation" {
         println!("{}", report.table());
     }
-    println!(
-        "wrote {} (report.json, report.png)",
-        out.display()
-    );
+    println!("wrote {} (report.json, report.png)", out.display());
     Ok(())
 }
