@@ -36,6 +36,12 @@ pub enum RlweError {
     /// Operand shape (degree, limb count, representation) differs from what was expected.
     #[error("malformed operand: {reason}")]
     Malformed { reason: String },
+    /// A switching key limited to `key_level` used at a higher ciphertext level.
+    #[error(
+        "key switching at level {level} needs a key up to at least that level; this key \
+         reaches level {key_level} (generate it with a higher maximum level)"
+    )]
+    KeyLevelTooLow { level: usize, key_level: usize },
     /// A key needed for the operation is missing.
     #[error("missing key: {what}")]
     MissingKey { what: String },

@@ -29,11 +29,18 @@ impl KeySwitcher {
         self.params().ks().qlp(level)
     }
 
-    fn check_galois(&self, key: &GaloisKey) -> Result<()> {
-        self.params().check_same(key.key.params())?;
-        if key.key.digits.len() != self.params().dnum() {
+    /// Checks that `x` has `level + 1 + |P|` limbs in both parts, `level <= |Q| - 1`.
+    fn check_extended(&self, x: &ExtendedCiphertext) -> Result<()> {
+        self.params().check_level(x.level)?;
+        let limbs = x.level + 1 + self.params().p().len();
+        if x.c0.limbs() != limbs || x.c1.limbs() != limbs {
             return Err(RlweError::Malformed {
-                reason: format!("key has {} digits", key.key.digits.len()),
+                reason: format!(
+                    "extended ciphertext at level {} with {} and {} limbs (expected {limbs})",
+                    x.level,
+                    x.c0.limbs(),
+                    x.c1.limbs()
+                ),
             });
         }
         Ok(())
@@ -68,21 +75,25 @@ impl KeySwitcher {
 
     /// [`Self::automorphism_hoisted`] without the ModDown: `(P phi(c_0) + <phi(dec), b>,
     /// <phi(dec), a>)` over `Q_l ++ P`.
+    ///
+    /// # Errors
+    /// As [`Self::automorphism_hoisted`] ([`RlweError::KeyLevelTooLow`] above the key's level).
     pub fn automorphism_hoisted_lazy(
         &self,
         ct: &Ciphertext,
         dec: &Decomposition,
         key: &GaloisKey,
     ) -> Result<ExtendedCiphertext> {
-        self.check_galois(key)?;
         if ct.degree() != 1 {
             return Err(RlweError::Malformed {
                 reason: format!("automorphism needs degree 1, got {}", ct.degree()),
             });
         }
         let level = ct.level();
+        self.check_hoisted(dec, level, &key.key)?;
         let perm = self.params().galois_permutation(key.galois_element);
-        let (mut a0, a1) = keyswitch::inner_product(self.params().ks(), dec, &key.key, Some(&perm));
+        let (mut a0, a1) =
+            keyswitch::inner_product(self.params().ks(), dec, &key.key, Some(&perm))?;
         let mut c0 = RnsPoly::zero(ct.polys[0].n(), level + 1, Repr::Eval);
         self.params()
             .q()
@@ -99,17 +110,23 @@ impl KeySwitcher {
     /// Applies `X -> X^g` to an extended ciphertext and switches back to `s`, staying extended:
     /// `x_1` is divided by `P` (one ModDown), decomposed and multiplied with the permuted key;
     /// `x_0` is permuted as is. The result holds `P phi(m)`.
+    ///
+    /// # Errors
+    /// A key of other parameters or malformed, an extended ciphertext of the wrong shape, or
+    /// [`RlweError::KeyLevelTooLow`] when `x` sits above the key's maximum level.
     pub fn automorphism_extended_lazy(
         &self,
         x: &ExtendedCiphertext,
         key: &GaloisKey,
     ) -> Result<ExtendedCiphertext> {
-        self.check_galois(key)?;
+        self.check_key(&key.key)?;
+        self.check_extended(x)?;
+        keyswitch::check_key_level(&key.key, x.level)?;
         let ks = self.params().ks();
         let c1 = keyswitch::mod_down(ks, x.c1.clone(), x.level);
         let dec = keyswitch::decompose(ks, &c1);
         let perm = self.params().galois_permutation(key.galois_element);
-        let (mut a0, a1) = keyswitch::inner_product(ks, &dec, &key.key, Some(&perm));
+        let (mut a0, a1) = keyswitch::inner_product(ks, &dec, &key.key, Some(&perm))?;
         let basis = self.extended_basis(x.level);
         let mut permuted = RnsPoly::zero(x.c0.n(), x.c0.limbs(), Repr::Eval);
         basis.automorphism_eval(&x.c0, &perm, &mut permuted);

@@ -10,12 +10,11 @@ use std::sync::Arc;
 use psf_math::{BasisConverter, BufferPool, Repr, RnsBasis, RnsPoly};
 use rayon::prelude::*;
 
-use crate::{Result, SwitchingKey};
+use crate::{Result, RlweError, SwitchingKey};
 
 /// Per-level tables for ModUp and ModDown.
 pub(crate) struct KeySwitchTables {
     digit_size: usize,
-    nq: usize,
     /// `Q_l ++ P` per level.
     qlp: Vec<RnsBasis>,
     /// ModUp converters `[level][digit]`: digit primes -> (other primes of `Q_l`) ++ `P`.
@@ -61,7 +60,6 @@ impl KeySwitchTables {
             .collect::<std::result::Result<Vec<_>, _>>()?;
         Ok(Self {
             digit_size,
-            nq,
             qlp,
             mod_up,
             mod_down,
@@ -156,24 +154,43 @@ pub(crate) fn decompose(t: &KeySwitchTables, c: &RnsPoly) -> Decomposition {
     }
 }
 
+/// Fails unless `key` (shape-checked) reaches `level`.
+pub(crate) fn check_key_level(key: &SwitchingKey, level: usize) -> Result<()> {
+    if level > key.max_level() {
+        return Err(RlweError::KeyLevelTooLow {
+            level,
+            key_level: key.max_level(),
+        });
+    }
+    Ok(())
+}
+
 /// `(sum_j d_j * b_j, sum_j d_j * a_j)` over `Q_l ++ P`, with the digits first permuted by
-/// `perm` (an automorphism in evaluation form) when given.
+/// `perm` (an automorphism in evaluation form) when given. The key may be limited to any
+/// level `L >= l`: its limbs are `Q_0..Q_L ++ P`, of which `Q_0..Q_l` and `P` are read, and
+/// its first `ceil((l + 1) / alpha)` digits.
+///
+/// # Errors
+/// [`RlweError::KeyLevelTooLow`] when the key stops below the decomposition's level.
 pub(crate) fn inner_product(
     t: &KeySwitchTables,
     dec: &Decomposition,
     key: &SwitchingKey,
     perm: Option<&[u32]>,
-) -> (RnsPoly, RnsPoly) {
+) -> Result<(RnsPoly, RnsPoly)> {
     let level = dec.level;
+    check_key_level(key, level)?;
     let qlp = t.qlp(level);
     let n = qlp.n();
     let mut acc0 = pooled(&t.pool, n, qlp.len(), Repr::Eval);
     let mut acc1 = pooled(&t.pool, n, qlp.len(), Repr::Eval);
+    // Limb `tl` of `Q_l ++ P` in the key over `Q_L ++ P`.
+    let key_q = key.max_level() + 1;
     let key_limb = |tl: usize| {
         if tl <= level {
             tl
         } else {
-            t.nq + tl - level - 1
+            key_q + tl - level - 1
         }
     };
     acc0.data_mut()
@@ -202,7 +219,7 @@ pub(crate) fn inner_product(
                 plan.mul_accumulate(a1, dl, ka.limb(kl));
             }
         });
-    (acc0, acc1)
+    Ok((acc0, acc1))
 }
 
 /// Divides `x` over `Q_l ++ P` (evaluation form) by `P` with rounding: the result over `Q_l`.
@@ -240,9 +257,21 @@ pub(crate) fn mod_down(t: &KeySwitchTables, mut x: RnsPoly, level: usize) -> Rns
 
 /// Full key switch of `c` (evaluation form over `Q_l`): returns `(d_0, d_1)` over `Q_l` with
 /// `d_0 + d_1 s ~= c * s_in`.
-pub(crate) fn switch(t: &KeySwitchTables, c: &RnsPoly, key: &SwitchingKey) -> (RnsPoly, RnsPoly) {
+///
+/// # Errors
+/// [`RlweError::KeyLevelTooLow`] when `c` sits above the key's maximum level (checked before
+/// any work).
+pub(crate) fn switch(
+    t: &KeySwitchTables,
+    c: &RnsPoly,
+    key: &SwitchingKey,
+) -> Result<(RnsPoly, RnsPoly)> {
+    check_key_level(key, c.limbs() - 1)?;
     let dec = decompose(t, c);
-    let (a0, a1) = inner_product(t, &dec, key, None);
+    let (a0, a1) = inner_product(t, &dec, key, None)?;
     let level = dec.level;
-    rayon::join(|| mod_down(t, a0, level), || mod_down(t, a1, level))
+    Ok(rayon::join(
+        || mod_down(t, a0, level),
+        || mod_down(t, a1, level),
+    ))
 }
