@@ -16,8 +16,11 @@
 //! cargo run --release -p psf-infer --example generate -- --log-n 12 --layers 2 --d 16 \
 //!     --heads 2 --mlp 32 --vocab 32 --out target-infer/generate-small
 //! ```
-//! Options: `--prompt TEXT` (with `--model`; default "Once upon a time"), `--new N` generated
-//! tokens (default 3), `--max-len N` (default: the prompt plus the new tokens), `--threads N`.
+//! Options: `--full-refresh` (bootstrap on all slots instead of the sparse `attn_period`
+//! slots), `--prompt TEXT` (with `--model`; default "Once upon a time"), `--new N` generated
+//! tokens (default 3), `--max-len N` (default: the prompt plus the new tokens), `--threads N`;
+//! calibration (refresh bounds): `--calib-seqs N` windows (default 8) of `max_len` tokens of
+//! `DIR/calibration.txt`, or of a token cache `--calib-tokens target-model/demo/data/train.tokens`.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -29,15 +32,18 @@ use psf_ckks::{Decryptor, Encryptor, KeyGenerator};
 use psf_infer::client::{StepClient, StepSpec};
 use psf_infer::model::{Attention, Block, Linear, Mlp, ModelIr, Norm, NormKind, Rope};
 use psf_infer::runtime::decode::{KvCache, step, step_sim};
-use psf_infer::runtime::{RunOptions, ServerContext, SimRefresh};
-use psf_infer::{Component, DecodeOptions, Decoder, Report};
-use psf_model::data::tokenizer;
+use psf_infer::runtime::{RunOptions, ServerContext, SimRefresh, run_sim};
+use psf_infer::{CompileOptions, CompiledModel, Component, DecodeOptions, Decoder, Report};
+use psf_model::data::{TokenStream, tokenizer};
 use psf_poly::{PolyModel, PolySpec, PolyWeights};
 
 struct Args {
     model: Option<PathBuf>,
     spec: Option<PathBuf>,
+    calib_tokens: Option<PathBuf>,
+    calib_seqs: usize,
     prompt: String,
+    prompt_ids: Option<Vec<usize>>,
     log_n: u32,
     layers: usize,
     d: usize,
@@ -47,6 +53,7 @@ struct Args {
     new: usize,
     max_len: Option<usize>,
     sim: bool,
+    full_refresh: bool,
     cost: Option<String>,
     out: String,
     threads: usize,
@@ -56,6 +63,9 @@ fn args() -> Args {
     let mut a = Args {
         model: None,
         spec: None,
+        calib_tokens: None,
+        calib_seqs: 8,
+        prompt_ids: None,
         prompt: "Once upon a time".into(),
         log_n: 12,
         layers: 2,
@@ -66,6 +76,7 @@ fn args() -> Args {
         new: 3,
         max_len: None,
         sim: false,
+        full_refresh: false,
         cost: None,
         out: "target-infer/generate".into(),
         threads: 2,
@@ -78,7 +89,14 @@ fn args() -> Args {
         match v[i].as_str() {
             "--model" => a.model = Some(next().into()),
             "--spec" => a.spec = Some(next().into()),
+            "--calib-tokens" => a.calib_tokens = Some(next().into()),
+            "--calib-seqs" => a.calib_seqs = num(),
             "--prompt" => a.prompt = next(),
+            "--prompt-ids" => {
+                let text = next();
+                let ids = text.split(',').map(|t| t.trim().parse().expect("an id"));
+                a.prompt_ids = Some(ids.collect());
+            }
             "--log-n" => a.log_n = num() as u32,
             "--layers" => a.layers = num(),
             "--d" => a.d = num(),
@@ -92,6 +110,11 @@ fn args() -> Args {
             "--out" => a.out = next(),
             "--sim" => {
                 a.sim = true;
+                i += 1;
+                continue;
+            }
+            "--full-refresh" => {
+                a.full_refresh = true;
                 i += 1;
                 continue;
             }
@@ -122,18 +145,32 @@ fn from_dir(a: &Args, dir: &PathBuf) -> Setup {
     let poly = PolyModel::new(weights, spec).expect("PolyModel");
     let ir = ModelIr::from_poly(&poly).expect("model IR");
     let tk = tokenizer::load(&dir.join("tokenizer.json")).expect("tokenizer");
-    let prompt: Vec<usize> = tokenizer::encode(&tk, &a.prompt)
-        .expect("prompt")
-        .into_iter()
-        .map(|i| i as usize)
-        .collect();
-    let text = std::fs::read_to_string(dir.join("calibration.txt")).expect("calibration.txt");
-    let ids = tokenizer::encode(&tk, &text).expect("calibration tokens");
+    let prompt: Vec<usize> = a.prompt_ids.clone().unwrap_or_else(|| {
+        let ids = tokenizer::encode(&tk, &a.prompt).expect("prompt");
+        ids.into_iter().map(|i| i as usize).collect()
+    });
+    let ids = match &a.calib_tokens {
+        Some(path) => TokenStream::read(path).expect("token cache").ids,
+        None => {
+            let path = dir.join("calibration.txt");
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e} (or pass --calib-tokens)", path.display()));
+            tokenizer::encode(&tk, &text).expect("calibration tokens")
+        }
+    };
     let len = max_len(a, prompt.len());
-    let calibration = ids
-        .chunks_exact(len)
-        .take(8)
-        .map(|c| c.iter().map(|&i| i as usize).collect())
+    // Up to `calib_seqs` windows of `len` tokens spread evenly over the calibration tokens.
+    let windows = ids.len() / len;
+    let step = (windows / a.calib_seqs.max(1)).max(1);
+    let calibration = (0..windows)
+        .step_by(step)
+        .take(a.calib_seqs)
+        .map(|w| {
+            ids[w * len..(w + 1) * len]
+                .iter()
+                .map(|&i| i as usize)
+                .collect()
+        })
         .collect();
     let name = Box::new(move |id: usize| tokenizer::decode(&tk, &[id as u32]).unwrap_or_default());
     Setup {
@@ -229,7 +266,7 @@ fn random(a: &Args) -> Setup {
     let embed = (0..a.vocab)
         .map(|_| (0..a.d).map(|_| lcg(&mut s)).collect())
         .collect();
-    let prompt = vec![1 % a.vocab, 5 % a.vocab, 9 % a.vocab];
+    let prompt = (a.prompt_ids.clone()).unwrap_or(vec![1 % a.vocab, 5 % a.vocab, 9 % a.vocab]);
     let len = max_len(a, prompt.len());
     let calibration = (0..4)
         .map(|_| {
@@ -297,15 +334,33 @@ fn main() {
         .iter()
         .map(|s| s.iter().map(|&i| setup.embed[i].clone()).collect())
         .collect();
+    // Windows on which the polynomial model itself diverges (inputs outside its intervals)
+    // cannot calibrate anything: left out, and counted.
+    let all = calib.len();
+    let calib: Vec<Vec<Vec<f64>>> = calib
+        .into_iter()
+        .filter(|seq| {
+            let l = setup.ir.forward_f64(seq).expect("twin");
+            l.iter().flatten().all(|v| v.is_finite())
+        })
+        .collect();
+    if calib.len() < all {
+        println!(
+            "calibration: {} of {all} windows left out (the polynomial model diverges on them)",
+            all - calib.len()
+        );
+    }
     let t = Instant::now();
-    let dec = Decoder::compile(&setup.ir, &DecodeOptions::for_log_n(len, a.log_n, calib))
-        .expect("compile");
+    let mut dopts = DecodeOptions::for_log_n(len, a.log_n, calib);
+    dopts.sparse_refresh = !a.full_refresh;
+    let dec = Decoder::compile(&setup.ir, &dopts).expect("compile");
     let req = dec.key_requirements().expect("keys");
     let lay = &dec.layout;
     println!(
-        "decoder compiled in {:.1} s: max_len {len}, {} slots, periods model {} / attention {} / MLP {} / vocab {}, {} cache ciphertexts per layer; per step {} bootstraps ({} ciphertexts), {} rotation keys",
+        "decoder compiled in {:.1} s: max_len {len}, {} slots (bootstrapping 2^{}), periods model {} / attention {} / MLP {} / vocab {}, {} cache ciphertexts per layer; per step {} bootstraps ({} ciphertexts), {} rotation keys",
         t.elapsed().as_secs_f64(),
         lay.slots,
+        dec.preset.config.log_slots,
         lay.model_period,
         lay.attn_period,
         lay.hidden_period,
@@ -319,6 +374,13 @@ fn main() {
             .sum::<usize>(),
         req.rotations.len()
     );
+    let bounds: Vec<String> = dec
+        .plan
+        .bounds
+        .iter()
+        .map(|(k, v)| format!("{k} 2^{}", v.log2()))
+        .collect();
+    println!("refresh bounds: {}", bounds.join(", "));
     std::fs::create_dir_all(&a.out).expect("output directory");
     let cost: Option<CostModel> = a.cost.as_ref().map(|p| {
         let t: CostTable =
@@ -331,7 +393,7 @@ fn main() {
         cost: cost.as_ref(),
     };
     let (ids, want, have, times) = if a.sim {
-        run_sim(&a, &setup, &dec, &opts, len)
+        sim_steps(&a, &setup, &dec, &opts, len)
     } else {
         run_encrypted(&a, &setup, &dec, &opts, len)
     };
@@ -341,7 +403,7 @@ fn main() {
 type Outcome = (Vec<usize>, Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<f64>);
 
 /// Steps on the simulation evaluator (cleartext, exact levels and counts).
-fn run_sim(a: &Args, s: &Setup, dec: &Decoder, opts: &RunOptions<'_>, len: usize) -> Outcome {
+fn sim_steps(a: &Args, s: &Setup, dec: &Decoder, opts: &RunOptions<'_>, len: usize) -> Outcome {
     let params = dec.params().expect("params");
     let refresh = SimRefresh::new(dec.fresh_level(&params));
     let mut cache = KvCache::new(dec);
@@ -362,7 +424,41 @@ fn run_sim(a: &Args, s: &Setup, dec: &Decoder, opts: &RunOptions<'_>, len: usize
             have.push(logits);
         }
     }
+    if a.cost.is_some() {
+        let steps: f64 = times[..s.prompt.len()].iter().sum();
+        let whole = forward_prediction(s, dec, opts);
+        println!(
+            "prefill of {} tokens: {steps:.2} s by steps (cache filled) vs {whole:.2} s predicted for the whole-prompt forward (no cache)",
+            s.prompt.len()
+        );
+    }
     (ids, want, have, times)
+}
+
+/// The predicted seconds of the whole-prompt forward pass ([`CompiledModel`]) over the prompt.
+fn forward_prediction(s: &Setup, dec: &Decoder, opts: &RunOptions<'_>) -> f64 {
+    let n = s.prompt.len();
+    let embed =
+        |ids: &[usize]| -> Vec<Vec<f64>> { ids.iter().map(|&i| s.embed[i].clone()).collect() };
+    let copts = CompileOptions {
+        seq_len: n,
+        batch: 1,
+        preset: dec.preset.clone(),
+        calibration: vec![embed(&s.calibration[0][..n])],
+    };
+    let m = CompiledModel::compile(&s.ir, &copts).expect("whole-prompt compile");
+    let params = m.params().expect("params");
+    let refresh = SimRefresh::new(m.fresh_level(&params));
+    let packed = m
+        .layout
+        .pack(&[embed(&s.prompt)], s.ir.d_model)
+        .expect("pack");
+    let run = run_sim(&m, SimBackend::new(&params), &refresh, &packed, opts).expect("forward");
+    run.report
+        .components
+        .iter()
+        .filter_map(|c| c.predicted_s)
+        .sum()
 }
 
 /// The encrypted run: client keys and tokens, server steps, client decryption.

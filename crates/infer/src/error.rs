@@ -51,6 +51,28 @@ pub enum InferError {
         /// The decoder's maximum length.
         max_len: usize,
     },
+    /// Values at a refresh site too large for bootstrapping (the calibration drove the model
+    /// outside its approximation intervals, or the model diverges there).
+    #[error(
+        "refresh site {site}: values up to {max_abs:e}, bootstrapping takes magnitudes below {limit:e}"
+    )]
+    RefreshRange {
+        /// The site.
+        site: String,
+        /// Largest magnitude the dry run saw.
+        max_abs: f64,
+        /// Largest the bootstrap input scale allows.
+        limit: f64,
+    },
+    /// The dry run produced non-finite values on a calibration sequence (the polynomial model
+    /// diverges there: inputs outside its approximation intervals).
+    #[error("calibration sequence {sequence}, position {position}: non-finite logits")]
+    Diverged {
+        /// Index of the calibration sequence.
+        sequence: usize,
+        /// Position in it.
+        position: usize,
+    },
     /// Writing a report or chart failed.
     #[error("report output {path}: {msg}")]
     Output {

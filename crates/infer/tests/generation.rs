@@ -116,7 +116,7 @@ fn simulated_llama_grouped_heads_match_the_twin() {
 }
 
 #[test]
-fn a_cache_of_another_decoder_is_refused() {
+fn wrong_caches_and_wild_calibration_are_refused() {
     let ir = model(LLAMA, 7);
     let emb = table(LLAMA, 3);
     let calib = calibration(&emb, 1, 4, 5);
@@ -137,7 +137,25 @@ fn a_cache_of_another_decoder_is_refused() {
     );
     assert!(r.is_err());
     assert!(cache.is_empty());
-    assert!(Decoder::compile(&ir, &DecodeOptions::for_log_n(2, 10, calib)).is_err());
+    assert!(Decoder::compile(&ir, &DecodeOptions::for_log_n(2, 10, calib.clone())).is_err());
+    // Embeddings far outside what the approximations were made for: the dry run refuses
+    // them instead of compiling bounds no bootstrap can take.
+    let wild: Vec<Vec<Vec<f64>>> = calib
+        .iter()
+        .map(|s| {
+            s.iter()
+                .map(|x| x.iter().map(|v| v * 1e4).collect())
+                .collect()
+        })
+        .collect();
+    let r = Decoder::compile(&ir, &DecodeOptions::for_log_n(4, 10, wild));
+    assert!(
+        matches!(
+            r,
+            Err(InferError::RefreshRange { .. } | InferError::Diverged { .. })
+        ),
+        "{r:?}"
+    );
 }
 
 /// Encrypted generation: a prompt of 3 tokens (prefill), then 3 generated tokens fed back;
@@ -195,6 +213,11 @@ fn encrypted(shape: Shape, min_bits: f64) {
         out = o;
     }
     let (max, mse, top1) = compare(&want, &have);
+    eprintln!(
+        "bootstrapping on 2^{} of 2^{} slots",
+        dec.preset.config.log_slots,
+        params.max_log_slots()
+    );
     let flat = |rows: &[Vec<f64>]| rows.concat();
     let stats = PrecisionStats::from_real(&flat(&want), &flat(&have));
     eprintln!(

@@ -18,6 +18,10 @@
 //! every step places them identically), the bound of every refresh site (largest magnitude
 //! over all positions seen, times two, as a power of two), the rotation keys, and the counts
 //! of the longest step for the cost model.
+//!
+//! With [`DecodeOptions::sparse_refresh`] (the default) bootstraps run on `attn_period`
+//! slots: every refreshed value of a step is replicated with that period, so its plaintext
+//! lies in the sparse subring (see `runtime/decode_refresh.rs`).
 
 use std::collections::BTreeSet;
 
@@ -165,6 +169,10 @@ pub struct DecodeOptions {
     /// the dry run steps through to find the refresh bounds: text like what will be served,
     /// ideally reaching `max_len`.
     pub calibration: Vec<Vec<Vec<f64>>>,
+    /// Bootstrap with `attn_period` slots (sparse packing; every refreshed value is
+    /// replicated with that period) instead of the preset's full slots: same levels, a
+    /// cheaper circuit, fewer rotation keys.
+    pub sparse_refresh: bool,
 }
 
 impl DecodeOptions {
@@ -174,6 +182,7 @@ impl DecodeOptions {
             max_len,
             preset: presets::for_log_n(log_n),
             calibration,
+            sparse_refresh: true,
         }
     }
 }
@@ -193,6 +202,11 @@ pub struct Decoder {
     pub lm_head: Folded,
     /// The plan of the dry run (per step).
     pub plan: Plan,
+}
+
+/// The slots of the bootstrapping circuit, when fewer than the parameters' (sparse refresh).
+pub(crate) fn sparse_slots(preset: &BootstrapPreset, params: &CkksParameters) -> Option<u32> {
+    (preset.config.log_slots < params.max_log_slots()).then_some(preset.config.log_slots)
 }
 
 impl Decoder {
@@ -218,10 +232,14 @@ impl Decoder {
                 format!("{} sequences", opts.calibration.len()),
             ));
         }
+        let mut preset = opts.preset.clone();
+        if opts.sparse_refresh {
+            preset.config.log_slots = layout.attn_period.ilog2().min(params.max_log_slots());
+        }
         let mut d = Self {
             ir: ir.clone(),
             layout,
-            preset: opts.preset.clone(),
+            preset,
             blocks: ir
                 .blocks
                 .iter()
@@ -257,6 +275,16 @@ impl Decoder {
                 let token = self.layout.pack_token(x)?;
                 let sim = SimBackend::new(params);
                 let run = step_sim(self, sim, &refresh, &mut cache, &token, &opts)?;
+                if run
+                    .outputs
+                    .iter()
+                    .any(|c| c.values.iter().any(|v| !v.is_finite()))
+                {
+                    return Err(InferError::Diverged {
+                        sequence: i,
+                        position: cache.len() - 1,
+                    });
+                }
                 rotations.extend(run.rotations);
                 if i == 0 && cache.len() == 1 {
                     plan.bootstraps = run.report.bootstraps.clone();
@@ -272,11 +300,20 @@ impl Decoder {
                 }
             }
         }
-        plan.bounds = refresh
-            .maxima()
-            .into_iter()
-            .map(|(k, v)| (k, bound_for(v)))
-            .collect();
+        // A bootstrap input's scale times its bound must stay below q_0 / 2.
+        let q0 = params.ring().q().modulus(0).value() as f64;
+        let limit = q0 / (2.0 * params.default_scale().0);
+        for (site, max_abs) in refresh.maxima() {
+            let bound = bound_for(max_abs);
+            if !bound.is_finite() || bound >= limit {
+                return Err(InferError::RefreshRange {
+                    site,
+                    max_abs,
+                    limit: limit / 2.0,
+                });
+            }
+            plan.bounds.insert(site, bound);
+        }
         plan.rotations = rotations.into_iter().collect();
         Ok(plan)
     }

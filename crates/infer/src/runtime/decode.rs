@@ -18,9 +18,10 @@ use psf_circuits::{Backend, HeBackend, SimBackend, SimCiphertext};
 use psf_ckks::Ciphertext;
 
 use super::decode_blocks::Stepper;
+use super::decode_refresh::SparseRefresh;
 use super::refresh::Refresh;
 use super::{Engine, Run, RunOptions, ServerContext, SimRefresh, build_report, pool, predict};
-use crate::compile::decode::Decoder;
+use crate::compile::decode::{Decoder, sparse_slots};
 use crate::layout::Layout;
 use crate::report::Report;
 use crate::{InferError, Result};
@@ -182,9 +183,27 @@ fn he_step(
             server.params().max_slots(),
         ));
     }
-    let refresh = server.refresh_with(&dec.plan.bounds);
+    if server.bootstrap_config() != &dec.preset.config {
+        return Err(InferError::shape(
+            "server bootstrapping slots",
+            1usize << dec.preset.config.log_slots,
+            1usize << server.bootstrap_config().log_slots,
+        ));
+    }
+    let inner = server.refresh_with(&dec.plan.bounds);
     let be: HeBackend<'_> = server.backend();
-    let run = execute_step(dec, be, &refresh, cache, token, opts, "ckks", head)?;
+    let run = match sparse_slots(&dec.preset, server.params()) {
+        None => execute_step(dec, be, &inner, cache, token, opts, "ckks", head)?,
+        Some(sparse) => {
+            let full = server.params().max_log_slots();
+            let refresh = SparseRefresh {
+                inner,
+                sparse,
+                full,
+            };
+            execute_step(dec, be, &refresh, cache, token, opts, "ckks", head)?
+        }
+    };
     Ok((run.outputs, run.report))
 }
 

@@ -7,6 +7,7 @@ pub mod attention;
 mod blocks;
 pub mod decode;
 mod decode_blocks;
+mod decode_refresh;
 pub mod engine;
 mod norm;
 pub mod refresh;
@@ -270,6 +271,11 @@ impl ServerContext {
     /// The CKKS parameters.
     pub fn params(&self) -> &CkksParameters {
         &self.params
+    }
+
+    /// The bootstrapping circuit's configuration (its slot count included).
+    pub fn bootstrap_config(&self) -> &psf_circuits::bootstrap::BootstrapConfig {
+        self.boot.config()
     }
 }
 
