@@ -351,6 +351,9 @@ impl Evaluator {
                 self.galois_key(g, || format!("rotation by {k} (Galois element {g})"))
             })
             .collect::<Result<Vec<_>>>()?;
+        for key in &keys {
+            check_key_level(key, ct.level())?;
+        }
         let dec = self.switcher.decompose(&ct.polys[1]);
         self.counter.record_at(Primitive::Decompose, ct.level());
         self.counter
@@ -368,6 +371,16 @@ impl Evaluator {
         let key = self.galois_key(g, || "conjugation".into())?;
         Ok(self.switcher.automorphism(ct, key)?)
     }
+}
+
+/// Fails with [`psf_rlwe::RlweError::KeyLevelTooLow`] unless `key` switches at `level` (a
+/// check made before a decomposition is paid for).
+pub(crate) fn check_key_level(key: &psf_rlwe::GaloisKey, level: usize) -> Result<()> {
+    let key_level = key.key.max_level();
+    if level > key_level {
+        return Err(psf_rlwe::RlweError::KeyLevelTooLow { level, key_level }.into());
+    }
+    Ok(())
 }
 
 fn rayon_map(polys: Vec<RnsPoly>, f: impl Fn(RnsPoly) -> RnsPoly + Sync + Send) -> Vec<RnsPoly> {

@@ -184,6 +184,9 @@ impl Evaluator {
             });
         }
         let nonzero = baby.iter().filter(|&&k| k != 0).count();
+        for &k in baby.iter().filter(|&&k| k != 0) {
+            crate::evaluator::check_key_level(self.rotation_key(k)?, ct.level())?;
+        }
         let dec = (nonzero > 0).then(|| self.switcher().decompose(&ct.polys[1]));
         if nonzero > 0 {
             self.counter().record_at(Primitive::Decompose, ct.level());

@@ -1,6 +1,6 @@
 //! The evaluation keys a server holds: relinearization and Galois keys.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use psf_rlwe::{GaloisKey, KeyGenerator, RelinearizationKey, Result, SecretKey};
 
@@ -61,6 +61,70 @@ impl EvaluationKeys {
             relin: Some(kgen.gen_relinearization_key(sk)),
             galois,
         })
+    }
+
+    /// Generates a full relinearization key, Galois keys for `(rotation, max_level)` pairs,
+    /// each limited to its level (see [`KeyGenerator::gen_galois_key_up_to`]; the top level
+    /// gives a full key), and a full conjugation key if asked. A Galois element listed twice
+    /// (the same rotation, or rotations equal modulo the slots) gets the higher level.
+    ///
+    /// # Errors
+    /// [`psf_rlwe::RlweError::InvalidLevel`] for a level above the parameters' top.
+    pub fn generate_leveled(
+        kgen: &mut KeyGenerator,
+        sk: &SecretKey,
+        rotations: &[(i64, usize)],
+        conjugation: bool,
+    ) -> Result<Self> {
+        let params = sk.params();
+        let (log_n, top) = (params.log_n(), params.max_level());
+        let mut levels: BTreeMap<usize, usize> = BTreeMap::new();
+        for &(k, level) in rotations {
+            params.check_level(level)?;
+            let e = levels
+                .entry(galois_element_for_rotation(k, log_n))
+                .or_insert(level);
+            *e = (*e).max(level);
+        }
+        if conjugation {
+            levels.insert(galois_element_for_conjugation(log_n), top);
+        }
+        let mut galois = HashMap::with_capacity(levels.len());
+        for (g, level) in levels {
+            galois.insert(g, kgen.gen_galois_key_up_to(g, sk, level)?);
+        }
+        Ok(Self {
+            relin: Some(kgen.gen_relinearization_key(sk)),
+            galois,
+        })
+    }
+
+    /// Adds `other`'s keys to these; where both hold a key for the same purpose (the
+    /// relinearization key, a Galois element), the one reaching the higher level is kept
+    /// (these on a tie).
+    pub fn merge(&mut self, other: EvaluationKeys) {
+        if let Some(r) = other.relin {
+            let keep = self
+                .relin
+                .as_ref()
+                .is_some_and(|mine| mine.0.max_level() >= r.0.max_level());
+            if !keep {
+                self.relin = Some(r);
+            }
+        }
+        for (g, key) in other.galois {
+            match self.galois.get(&g) {
+                Some(mine) if mine.key.max_level() >= key.key.max_level() => {}
+                _ => {
+                    self.galois.insert(g, key);
+                }
+            }
+        }
+    }
+
+    /// The highest level the key for Galois element `g` switches at, if there is one.
+    pub fn galois_max_level(&self, g: usize) -> Option<usize> {
+        self.galois.get(&g).map(|k| k.key.max_level())
     }
 
     /// Total size of the key material in bytes.

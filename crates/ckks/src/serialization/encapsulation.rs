@@ -17,7 +17,7 @@ use std::sync::Arc;
 use psf_rlwe::{Parameters, SwitchingKey};
 
 use super::objects::{
-    expected_switching_body_len, read_switching_body, switching_body_len, write_switching_body,
+    expected_switching_body_len, read_full_switching_body, switching_body_len, write_switching_body,
 };
 use super::wire::{Reader, Writer};
 use super::{DecodeError, DecodeResult, HEADER_LEN, ObjectKind, parameters_fingerprint};
@@ -89,8 +89,8 @@ pub fn decode_encapsulation(
         return Err(DecodeError::ParametersMismatch { expected, found });
     }
     r.ensure(expected_switching_body_len(&small) + expected_switching_body_len(ring))?;
-    let to_sparse = read_switching_body(&mut r, &small)?;
-    let to_dense = read_switching_body(&mut r, ring)?;
+    let to_sparse = read_full_switching_body(&mut r, &small)?;
+    let to_dense = read_full_switching_body(&mut r, ring)?;
     r.finish()?;
     Ok(EncapsulationParts {
         hamming_weight,

@@ -16,12 +16,17 @@
 //! - ciphertext: `scale: f64, log_slots, n, polys (>= 2), limbs, polys x poly`
 //! - secret key: `n, limbs (= |Q|+|P|), s`
 //! - public key: `n, limbs (= |Q|), b, a`
-//! - switching / relinearization key: `n, digits (= dnum), limbs (= |Q|+|P|), digits x (b, a)`
+//! - switching / relinearization key: `n, digits, limbs, digits x (b, a)`; a key up to level
+//!   `L` (`|Q| - 1` for a full key, less for a key limited to the levels a circuit runs at)
+//!   has `limbs = L + 1 + |P|` (the primes `q_0..q_L ++ P`) and `digits = ceil((L + 1) /
+//!   alpha)` (`dnum` when full); the decoder reads `L` from `limbs` and checks `digits`
+//!   against it. Full keys are encoded exactly as before limited keys existed.
 //! - Galois key: `galois_element: u64, <switching key body>`
 //! - evaluation keys: `has_relin: u8, [<switching key body>], count,
 //!   count x (galois_element: u64, <switching key body>)`, elements strictly increasing
 //! - encapsulation keys (bootstrapping): `hamming_weight, small_fingerprint: u64, <switching key
-//!   body over the small set>, <switching key body over the main set>` (see [`decode_encapsulation`])
+//!   body over the small set>, <switching key body over the main set>`, both keys full (see
+//!   [`decode_encapsulation`])
 //! - parameters: see [`CkksParametersLiteral::to_bytes`](crate::CkksParametersLiteral::to_bytes).
 //!
 //! Decoding ([`WireDecode::from_bytes`]) needs the parameters and checks everything: magic,

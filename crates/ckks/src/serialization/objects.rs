@@ -220,26 +220,65 @@ pub(super) fn write_switching_body(w: &mut Writer, key: &SwitchingKey) {
     }
 }
 
-/// Length of a well-formed switching-key body under `params`.
+/// Length of a well-formed full switching-key body under `params` (the longest a key body
+/// can be).
 pub(super) fn expected_switching_body_len(params: &Parameters) -> usize {
     12 + 16 * params.dnum() * params.qp().len() * params.n()
 }
 
+/// Length of the shortest well-formed switching-key body under `params` (a key limited to
+/// level 0: one digit over `q_0 ++ P`).
+pub(super) fn min_switching_body_len(params: &Parameters) -> usize {
+    12 + 16 * (1 + params.p().len()) * params.n()
+}
+
+/// A switching-key body, full or limited to a maximum level `L <= |Q| - 1`: `limbs = L + 1 +
+/// |P|` in `[|P| + 1, |Q| + |P|]` and `digits = ceil((L + 1) / alpha)`, both checked before
+/// the polynomials (whose total length is checked before allocating).
 pub(super) fn read_switching_body(
     r: &mut Reader,
     params: &Arc<Parameters>,
 ) -> DecodeResult<SwitchingKey> {
+    read_switching_body_within(r, params, 0)
+}
+
+/// [`read_switching_body`] for full keys only (the encapsulation keys).
+pub(super) fn read_full_switching_body(
+    r: &mut Reader,
+    params: &Arc<Parameters>,
+) -> DecodeResult<SwitchingKey> {
+    read_switching_body_within(r, params, params.max_level())
+}
+
+/// A switching-key body whose maximum level is at least `min_level`.
+fn read_switching_body_within(
+    r: &mut Reader,
+    params: &Arc<Parameters>,
+    min_level: usize,
+) -> DecodeResult<SwitchingKey> {
     let n = read_n(r, params)?;
     let dnum = params.dnum();
-    r.len32("digits", dnum, dnum)?;
-    let qp = params.qp().len();
-    r.len32("limbs", qp, qp)?;
-    let mut polys = read_polys(r, n, &params.qp().primes(), 2 * dnum)?.into_iter();
-    let mut digits = Vec::with_capacity(dnum);
-    while let (Some(b), Some(a)) = (polys.next(), polys.next()) {
-        digits.push((b, a));
+    let digits = r.len32("digits", 1, dnum)?;
+    let (np, nq) = (params.p().len(), params.q().len());
+    let limbs = r.len32("limbs", np + 1 + min_level, np + nq)?;
+    let level = limbs - np - 1;
+    let want = SwitchingKey::digits_at(params, level);
+    if digits != want {
+        return Err(DecodeError::InvalidLength {
+            field: "digits",
+            found: digits as u64,
+            min: want as u64,
+            max: want as u64,
+        });
     }
-    Ok(SwitchingKey::from_digits(params, digits))
+    let mut moduli = params.q().primes()[..=level].to_vec();
+    moduli.extend(params.p().primes());
+    let mut polys = read_polys(r, n, &moduli, 2 * digits)?.into_iter();
+    let mut out = Vec::with_capacity(digits);
+    while let (Some(b), Some(a)) = (polys.next(), polys.next()) {
+        out.push((b, a));
+    }
+    Ok(SwitchingKey::from_digits(params, out))
 }
 
 fn encode_switching(kind: ObjectKind, key: &SwitchingKey, prefix: Option<u64>) -> Vec<u8> {
@@ -384,7 +423,7 @@ impl WireDecode for EvaluationKeys {
             (false, _) => check_fingerprint(found, expected)?,
             (true, _) => {}
         }
-        r.ensure(r.product(&[count, 8 + expected_switching_body_len(ring)])?)?;
+        r.ensure(r.product(&[count, 8 + min_switching_body_len(ring)])?)?;
         keys.galois = HashMap::with_capacity(count);
         let mut previous = None;
         for _ in 0..count {
