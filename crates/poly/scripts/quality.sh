@@ -19,11 +19,13 @@ export RAYON_NUM_THREADS=${RAYON_NUM_THREADS:-2}
 mkdir -p "$OUT"
 nice -n 10 "$BIN" polyfit --model "$REF_POWER/checkpoint" --data "$REF_POWER/data" \
   --original "$REF_SOFTMAX/checkpoint" --out "$OUT/poly-scratch" --degrees 8,16,32 \
-  --calib-windows 32 --eval-windows 16
+  --calib-windows 256 --eval-windows 16
 nice -n 10 "$BIN" convert --from "$REF_SOFTMAX/checkpoint" --tokenizer "$REF_SOFTMAX/tokenizer.json" \
   --out "$OUT/converted" --p 4 --eps 1e-3 --steps "$STEPS" --segment "$SEGMENT" --batch "$BATCH" \
   --seq 128 --lr 3e-4 --eval-windows 32
 nice -n 10 "$BIN" polyfit --model "$OUT/converted/checkpoint" --data "$REF_SOFTMAX/data" \
   --original "$REF_SOFTMAX/checkpoint" --out "$OUT/poly-converted" --degrees 8,16,32 \
-  --calib-windows 32 --eval-windows 16
-echo "tables written to $OUT/poly-converted/quality.md and $OUT/poly-scratch/quality.md"
+  --calib-windows 256 --eval-windows 16
+nice -n 10 "$BIN" polyfit --model models/demo --data "${DEMO_DATA:-target-model/demo/data}" \
+  --out "$OUT/poly-demo" --seq 64 --degrees 7,15 --calib-windows 512 --eval-windows 64
+echo "tables written to $OUT/poly-{scratch,converted,demo}/quality.md"
