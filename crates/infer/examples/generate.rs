@@ -27,8 +27,9 @@ use std::time::Instant;
 
 use psf_approx::{Chebyshev, InvSqrtRecipe, InverseMethod, ReciprocalRecipe};
 use psf_circuits::SimBackend;
+use psf_circuits::bootstrap::{Bootstrapper, Encapsulation, presets};
 use psf_circuits::cost::{CostModel, CostTable};
-use psf_ckks::{Decryptor, Encryptor, KeyGenerator};
+use psf_ckks::{Decryptor, Encoder, Encryptor, EvaluationKeys, Evaluator, KeyGenerator};
 use psf_infer::client::{StepClient, StepSpec};
 use psf_infer::model::{Attention, Block, Linear, Mlp, ModelIr, Norm, NormKind, Rope};
 use psf_infer::runtime::decode::{KvCache, step, step_sim};
@@ -409,12 +410,24 @@ fn sim_steps(a: &Args, s: &Setup, dec: &Decoder, opts: &RunOptions<'_>, len: usi
     let mut cache = KvCache::new(dec);
     let (mut ids, mut xs) = (s.prompt.clone(), Vec::new());
     let (mut want, mut have, mut times) = (Vec::new(), Vec::new(), Vec::new());
+    // The table prices a full-slot bootstrap; a sparse one is scaled by the measured ratio.
+    let sparse = dec.preset.config.log_slots < params.max_log_slots();
+    let ratio = (sparse && a.cost.is_some()).then(|| sparse_ratio(dec.preset.config.log_slots));
+    if let Some(r) = ratio {
+        println!(
+            "sparse bootstrap (2^{} slots) / full-slot bootstrap, measured on the INSECURE N=2^12 twin: {r:.3}",
+            dec.preset.config.log_slots
+        );
+    }
     println!("simulated steps (predicted from the cost table):");
     for pos in 0..len {
         xs.push(s.embed[ids[pos]].clone());
         let token = dec.layout.pack_token(&xs[pos]).expect("token");
         let sim = SimBackend::new(&params);
-        let run = step_sim(dec, sim, &refresh, &mut cache, &token, opts).expect("step");
+        let mut run = step_sim(dec, sim, &refresh, &mut cache, &token, opts).expect("step");
+        if let Some(r) = ratio {
+            scale_bootstraps(&mut run.report, r);
+        }
         times.push(record(&run.report, pos, &a.out, a.cost.is_some()));
         let slots: Vec<Vec<f64>> = run.outputs.iter().map(|c| c.values.clone()).collect();
         let logits = dec.layout.unpack_logits(&slots).expect("logits");
@@ -433,6 +446,74 @@ fn sim_steps(a: &Args, s: &Setup, dec: &Decoder, opts: &RunOptions<'_>, len: usi
         );
     }
     (ids, want, have, times)
+}
+
+/// Multiplies the bootstrapping prediction of `report` by `ratio` (sparse bootstraps).
+fn scale_bootstraps(report: &mut Report, ratio: f64) {
+    for c in &mut report.components {
+        if c.component == Some(Component::Bootstrap) {
+            c.predicted_s = c.predicted_s.map(|p| p * ratio);
+        }
+    }
+    report.notes.push(format!(
+        "bootstrapping predicted as {ratio:.3} x the table's full-slot bootstrap (sparse slots, ratio measured at N=2^12)"
+    ));
+}
+
+/// Seconds of real-pair bootstraps of the INSECURE N=2^12 twin of the 128-bit chain with
+/// `2^log_slots` slots (`log_slots` capped at the ring's), `reps` runs.
+fn bootstrap_seconds(log_slots: u32, reps: usize) -> Vec<f64> {
+    let preset = presets::insecure_twin_of_n16(12);
+    let params = preset.params.try_build().expect("params");
+    let mut cfg = preset.config;
+    cfg.log_slots = log_slots.min(params.max_log_slots());
+    let boot = Bootstrapper::new(&params, cfg).expect("bootstrapper");
+    let mut kgen = KeyGenerator::seeded(params.ring(), 1);
+    let sk = kgen.gen_secret_key();
+    let keys = EvaluationKeys::generate(&mut kgen, &sk, &boot.rotations(), true).expect("keys");
+    let encap = cfg
+        .ephemeral_weight
+        .map(|h| Encapsulation::generate(&params, &sk, h, Some(2)).expect("encapsulation"));
+    let eval = Evaluator::new(&params, keys);
+    let encoder = Encoder::new(&params);
+    let p = 1usize << cfg.log_slots;
+    let x: Vec<f64> = (0..params.max_slots())
+        .map(|m| ((m % p) as f64 * 0.37).sin())
+        .collect();
+    let pt = encoder
+        .encode(&x, params.max_log_slots(), 0, params.default_scale())
+        .expect("encode");
+    let mut ct = Encryptor::with_secret_key(&sk)
+        .encrypt(&pt)
+        .expect("encrypt");
+    ct.meta.log_slots = cfg.log_slots;
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            boot.bootstrap_real_pair(&eval, encap.as_ref(), &ct, &ct)
+                .expect("bootstrap");
+            t.elapsed().as_secs_f64()
+        })
+        .collect()
+}
+
+/// Median time of a sparse real-pair bootstrap over a full-slot one (3 runs each, one
+/// thread: the full-slot circuit's two EvalMods would otherwise run side by side).
+fn sparse_ratio(log_slots: u32) -> f64 {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("pool");
+    let sparse = median(pool.install(|| bootstrap_seconds(log_slots, 3)));
+    let full = median(pool.install(|| bootstrap_seconds(u32::MAX, 3)));
+    println!(
+        "real-pair bootstrap at N=2^12: sparse {sparse:.2} s, full {full:.2} s (medians of 3)"
+    );
+    sparse / full
 }
 
 /// The predicted seconds of the whole-prompt forward pass ([`CompiledModel`]) over the prompt.
