@@ -217,47 +217,49 @@ fn norm(d: usize) -> Norm {
     }
 }
 
+/// One NeoX block of the random model.
+fn random_block(a: &Args, s: &mut u64) -> Block {
+    let dh = a.d / a.heads;
+    Block {
+        norm1: norm(a.d),
+        norm2: norm(a.d),
+        attn: Attention {
+            heads: a.heads,
+            kv_heads: a.heads,
+            head_dim: dh,
+            q: linear(s, a.d, a.d),
+            k: linear(s, a.d, a.d),
+            v: linear(s, a.d, a.d),
+            o: linear(s, a.d, a.d),
+            rope: Some(Rope {
+                rotary_dim: (dh / 4).max(2),
+                theta: 10000.0,
+            }),
+            c: 4.0,
+            p: 4,
+            eps: 0.5,
+            reciprocal: ReciprocalRecipe {
+                a: 0.0015,
+                b: 2.0,
+                method: InverseMethod::Goldschmidt,
+                guess_degree: 7,
+                iterations: 3,
+            },
+        },
+        mlp: Mlp::Plain {
+            up: linear(s, a.mlp, a.d),
+            down: linear(s, a.d, a.mlp),
+            act: Chebyshev::interpolate(psf_approx::gelu_exact, -8.0, 8.0, 15),
+        },
+        parallel_residual: true,
+    }
+}
+
 /// A random NeoX-layout model with the recipes of the tests, a random embedding table, a
 /// prompt of 3 tokens and 4 random calibration sequences.
 fn random(a: &Args) -> Setup {
     let mut s = 5u64;
-    let dh = a.d / a.heads;
-    let act = Chebyshev::interpolate(psf_approx::gelu_exact, -8.0, 8.0, 15);
-    let blocks = (0..a.layers)
-        .map(|_| Block {
-            norm1: norm(a.d),
-            norm2: norm(a.d),
-            attn: Attention {
-                heads: a.heads,
-                kv_heads: a.heads,
-                head_dim: dh,
-                q: linear(&mut s, a.d, a.d),
-                k: linear(&mut s, a.d, a.d),
-                v: linear(&mut s, a.d, a.d),
-                o: linear(&mut s, a.d, a.d),
-                rope: Some(Rope {
-                    rotary_dim: (dh / 4).max(2),
-                    theta: 10000.0,
-                }),
-                c: 4.0,
-                p: 4,
-                eps: 0.5,
-                reciprocal: ReciprocalRecipe {
-                    a: 0.0015,
-                    b: 2.0,
-                    method: InverseMethod::Goldschmidt,
-                    guess_degree: 7,
-                    iterations: 3,
-                },
-            },
-            mlp: Mlp::Plain {
-                up: linear(&mut s, a.mlp, a.d),
-                down: linear(&mut s, a.d, a.mlp),
-                act: act.clone(),
-            },
-            parallel_residual: true,
-        })
-        .collect();
+    let blocks = (0..a.layers).map(|_| random_block(a, &mut s)).collect();
     let ir = ModelIr {
         d_model: a.d,
         blocks,
@@ -330,58 +332,7 @@ fn main() {
         None => random(&a),
     };
     let len = max_len(&a, setup.prompt.len());
-    let calib: Vec<Vec<Vec<f64>>> = setup
-        .calibration
-        .iter()
-        .map(|s| s.iter().map(|&i| setup.embed[i].clone()).collect())
-        .collect();
-    // Windows on which the polynomial model itself diverges (inputs outside its intervals)
-    // cannot calibrate anything: left out, and counted.
-    let all = calib.len();
-    let calib: Vec<Vec<Vec<f64>>> = calib
-        .into_iter()
-        .filter(|seq| {
-            let l = setup.ir.forward_f64(seq).expect("twin");
-            l.iter().flatten().all(|v| v.is_finite())
-        })
-        .collect();
-    if calib.len() < all {
-        println!(
-            "calibration: {} of {all} windows left out (the polynomial model diverges on them)",
-            all - calib.len()
-        );
-    }
-    let t = Instant::now();
-    let mut dopts = DecodeOptions::for_log_n(len, a.log_n, calib);
-    dopts.sparse_refresh = !a.full_refresh;
-    let dec = Decoder::compile(&setup.ir, &dopts).expect("compile");
-    let req = dec.key_requirements().expect("keys");
-    let lay = &dec.layout;
-    println!(
-        "decoder compiled in {:.1} s: max_len {len}, {} slots (bootstrapping 2^{}), periods model {} / attention {} / MLP {} / vocab {}, {} cache ciphertexts per layer; per step {} bootstraps ({} ciphertexts), {} rotation keys",
-        t.elapsed().as_secs_f64(),
-        lay.slots,
-        dec.preset.config.log_slots,
-        lay.model_period,
-        lay.attn_period,
-        lay.hidden_period,
-        lay.vocab_period,
-        lay.cache_cts(),
-        dec.plan.bootstraps.len(),
-        dec.plan
-            .bootstraps
-            .iter()
-            .map(|b| b.ciphertexts)
-            .sum::<usize>(),
-        req.rotations.len()
-    );
-    let bounds: Vec<String> = dec
-        .plan
-        .bounds
-        .iter()
-        .map(|(k, v)| format!("{k} 2^{}", v.log2()))
-        .collect();
-    println!("refresh bounds: {}", bounds.join(", "));
+    let dec = compile(&a, &setup, len);
     std::fs::create_dir_all(&a.out).expect("output directory");
     let cost: Option<CostModel> = a.cost.as_ref().map(|p| {
         let t: CostTable =
@@ -399,6 +350,51 @@ fn main() {
         run_encrypted(&a, &setup, &dec, &opts, len)
     };
     summary(&setup, &ids, &want, &have, &times);
+}
+
+/// The decoder for `len` positions, calibrated on the setup's windows (those on which the
+/// polynomial model itself diverges, inputs outside its intervals, are left out and counted).
+fn compile(a: &Args, setup: &Setup, len: usize) -> Decoder {
+    let embed =
+        |s: &Vec<usize>| -> Vec<Vec<f64>> { s.iter().map(|&i| setup.embed[i].clone()).collect() };
+    let all = setup.calibration.len();
+    let calib: Vec<Vec<Vec<f64>>> = (setup.calibration.iter().map(embed))
+        .filter(|seq| {
+            let l = setup.ir.forward_f64(seq).expect("twin");
+            l.iter().flatten().all(|v| v.is_finite())
+        })
+        .collect();
+    if calib.len() < all {
+        println!(
+            "calibration: {} of {all} windows left out (the polynomial model diverges on them)",
+            all - calib.len()
+        );
+    }
+    let t = Instant::now();
+    let mut dopts = DecodeOptions::for_log_n(len, a.log_n, calib);
+    dopts.sparse_refresh = !a.full_refresh;
+    let dec = Decoder::compile(&setup.ir, &dopts).expect("compile");
+    let req = dec.key_requirements().expect("keys");
+    let (lay, plan) = (&dec.layout, &dec.plan);
+    println!(
+        "decoder compiled in {:.1} s: max_len {len}, {} slots (bootstrapping 2^{}), periods model {} / attention {} / MLP {} / vocab {}, {} cache ciphertexts per layer; per step {} bootstraps ({} ciphertexts), {} rotation keys",
+        t.elapsed().as_secs_f64(),
+        lay.slots,
+        dec.preset.config.log_slots,
+        lay.model_period,
+        lay.attn_period,
+        lay.hidden_period,
+        lay.vocab_period,
+        lay.cache_cts(),
+        plan.bootstraps.len(),
+        plan.bootstraps.iter().map(|b| b.ciphertexts).sum::<usize>(),
+        req.rotations.len()
+    );
+    let bounds: Vec<String> = (plan.bounds.iter())
+        .map(|(k, v)| format!("{k} 2^{}", v.log2()))
+        .collect();
+    println!("refresh bounds: {}", bounds.join(", "));
+    dec
 }
 
 type Outcome = (Vec<usize>, Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<f64>);

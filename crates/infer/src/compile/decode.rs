@@ -23,7 +23,7 @@
 //! slots: every refreshed value of a step is replicated with that period, so its plaintext
 //! lies in the sparse subring (see `runtime/decode_refresh.rs`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use psf_circuits::SimBackend;
 use psf_circuits::bootstrap::presets::{self, BootstrapPreset};
@@ -204,6 +204,30 @@ pub struct Decoder {
     pub plan: Plan,
 }
 
+/// The bound of every refresh site from the largest magnitude seen there; a bootstrap
+/// input's scale times its bound must stay below `q_0 / 2`.
+fn checked_bounds(
+    params: &CkksParameters,
+    maxima: BTreeMap<String, f64>,
+) -> Result<BTreeMap<String, f64>> {
+    let q0 = params.ring().q().modulus(0).value() as f64;
+    let limit = q0 / (2.0 * params.default_scale().0);
+    maxima
+        .into_iter()
+        .map(|(site, max_abs)| {
+            let bound = bound_for(max_abs);
+            if !bound.is_finite() || bound >= limit {
+                return Err(InferError::RefreshRange {
+                    site,
+                    max_abs,
+                    limit: limit / 2.0,
+                });
+            }
+            Ok((site, bound))
+        })
+        .collect()
+}
+
 /// The slots of the bootstrapping circuit, when fewer than the parameters' (sparse refresh).
 pub(crate) fn sparse_slots(preset: &BootstrapPreset, params: &CkksParameters) -> Option<u32> {
     (preset.config.log_slots < params.max_log_slots()).then_some(preset.config.log_slots)
@@ -300,20 +324,7 @@ impl Decoder {
                 }
             }
         }
-        // A bootstrap input's scale times its bound must stay below q_0 / 2.
-        let q0 = params.ring().q().modulus(0).value() as f64;
-        let limit = q0 / (2.0 * params.default_scale().0);
-        for (site, max_abs) in refresh.maxima() {
-            let bound = bound_for(max_abs);
-            if !bound.is_finite() || bound >= limit {
-                return Err(InferError::RefreshRange {
-                    site,
-                    max_abs,
-                    limit: limit / 2.0,
-                });
-            }
-            plan.bounds.insert(site, bound);
-        }
+        plan.bounds = checked_bounds(params, refresh.maxima())?;
         plan.rotations = rotations.into_iter().collect();
         Ok(plan)
     }
