@@ -222,7 +222,11 @@ mod tests {
     fn replicate(x: &[f64], stride: usize, copies: usize) -> Vec<f64> {
         let n = x.len();
         (0..n)
-            .map(|m| (0..copies).map(|k| x[(m + n * copies - k * stride) % n]).sum())
+            .map(|m| {
+                (0..copies)
+                    .map(|k| x[(m + n * copies - k * stride) % n])
+                    .sum()
+            })
             .collect()
     }
 
