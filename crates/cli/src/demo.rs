@@ -116,6 +116,19 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         ids.len()
     );
 
+    // Client: the plaintext polynomial model on the prompt tells whether every approximated
+    // input stays inside its interval (outside, the polynomials - and the encrypted result -
+    // are not the model any more).
+    let want = poly.forward_ids(&ids, Mode::Polynomial)?;
+    let outside = want.out_of_range.outside();
+    if outside > 0 || want.logits.data.iter().any(|v| !v.is_finite()) {
+        println!(
+            "warning: on this prompt {outside} of {} approximated inputs fall outside their calibrated intervals; expect the encrypted result to differ from the model",
+            want.out_of_range.total()
+        );
+    }
+    let want = want.logits;
+
     // Server: compile the model for the prompt length (public) on calibration text.
     let t = Instant::now();
     let ir = ModelIr::from_poly(&poly)?;
@@ -194,7 +207,6 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let positions: Vec<(usize, usize)> = (0..ids.len()).map(|p| (0, p)).collect();
     let have = client.decrypt_logits(&Decryptor::new(&sk), &out, &positions)?;
     let decrypt_s = t.elapsed().as_secs_f64();
-    let want = poly.forward_ids(&ids, Mode::Polynomial)?.logits;
     let exact = poly.forward_ids(&ids, Mode::Exact)?.logits;
     let last = ids.len() - 1;
     let res = DemoResult {
