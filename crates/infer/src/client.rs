@@ -40,6 +40,18 @@ impl ClientSpec {
     }
 }
 
+/// Checks that a spec's slots and encryption level fit `params`.
+fn check_params(what: &str, slots: usize, level: usize, params: &CkksParameters) -> Result<()> {
+    if slots != params.max_slots() || level > params.ring().max_level() {
+        return Err(InferError::shape(
+            what,
+            format!("{} slots", params.max_slots()),
+            format!("{slots} slots, level {level}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Client-side encryption and decryption for one compiled model.
 pub struct Client {
     spec: ClientSpec,
@@ -50,13 +62,7 @@ pub struct Client {
 impl Client {
     /// A client for `spec` under `params`.
     pub fn new(spec: ClientSpec, params: &CkksParameters) -> Result<Self> {
-        if spec.layout.slots != params.max_slots() || spec.level > params.ring().max_level() {
-            return Err(InferError::shape(
-                "client spec",
-                format!("{} slots", params.max_slots()),
-                format!("{} slots, level {}", spec.layout.slots, spec.level),
-            ));
-        }
+        check_params("client spec", spec.layout.slots, spec.level, params)?;
         Ok(Self {
             spec,
             params: params.clone(),
@@ -163,13 +169,7 @@ impl StepClient {
     /// # Errors
     /// A spec of other parameters (slots, levels).
     pub fn new(spec: StepSpec, params: &CkksParameters) -> Result<Self> {
-        if spec.layout.slots != params.max_slots() || spec.level > params.ring().max_level() {
-            return Err(InferError::shape(
-                "step spec",
-                format!("{} slots", params.max_slots()),
-                format!("{} slots, level {}", spec.layout.slots, spec.level),
-            ));
-        }
+        check_params("step spec", spec.layout.slots, spec.level, params)?;
         Ok(Self {
             spec,
             params: params.clone(),
