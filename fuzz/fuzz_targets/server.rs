@@ -26,7 +26,11 @@ fn fixture() -> &'static Fixture {
             .build()
             .unwrap();
         let engine = fuzzing::engine().unwrap();
-        let keys = ClientKeys::generate(engine.params(), &engine.keys(), Some(1)).unwrap();
+        let keys = ClientKeys::generate(
+            engine.params(),
+            &engine.keys(psf_service::SessionMode::Forward).unwrap(),
+            Some(1),
+        ).unwrap();
         let limits = Limits {
             max_key_bytes: 1 << 20,
             max_input_bytes: 1 << 20,

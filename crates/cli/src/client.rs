@@ -10,7 +10,7 @@ use anyhow::Context;
 use psf_circuits::bootstrap::Encapsulation;
 use psf_ckks::serialization::{WireDecode, WireEncode, WireEncodeSecret};
 use psf_ckks::{CkksParameters, EvaluationKeys, PrecisionStats};
-use psf_service::{Client, ClientKeys, ModelClient, Probe, ProbeSpec};
+use psf_service::{Client, ClientKeys, ModelClient, Probe, ProbeSpec, SessionMode};
 
 use crate::keys_cmd::write_secret;
 
@@ -37,6 +37,10 @@ pub struct InferArgs {
     /// Model: writes the job's latency report (JSON) here.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Model: generate this many tokens after the (first) prompt, one encrypted `step` at a
+    /// time with the server's encrypted KV cache, instead of one forward pass.
+    #[arg(long, default_value_t = 0)]
+    generate: usize,
     /// Probe: input values (comma separated; repeated over the slots).
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     values: Vec<f64>,
@@ -135,7 +139,7 @@ pub fn client(cmd: &ClientCommand) -> anyhow::Result<()> {
                     false => None,
                 };
                 let created = Client::new(&server.server)
-                    .open_session(&evk, encap.as_ref())
+                    .open_session(&evk, encap.as_ref(), SessionMode::Forward)
                     .await?;
                 anyhow::ensure!(created.keys.ready, "keys missing: {:?}", created.keys);
                 println!("{}", created.session_id);
@@ -310,6 +314,9 @@ fn top_k(tk: &tokenizers::Tokenizer, logits: &[f64], k: usize) -> Vec<(String, f
 /// logits at each prompt's last position decrypted and compared with the local `PolyModel`.
 async fn infer_model(args: &InferArgs, dir: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(!args.prompt.is_empty(), "give --prompt");
+    if args.generate > 0 {
+        return generate(args, dir).await;
+    }
     let c = Client::new(&args.server);
     let (info, params) = (c.info().await?, c.params().await?);
     let tk = psf_model::data::tokenizer::load(&crate::serve::tokenizer_path(
@@ -317,7 +324,7 @@ async fn infer_model(args: &InferArgs, dir: &Path) -> anyhow::Result<()> {
         args.tokenizer.as_ref(),
     )?)?;
     let t = Instant::now();
-    let mc = ModelClient::open(&info, &params, dir, None)?;
+    let mc = ModelClient::open(&info, &params, dir, SessionMode::Forward, None)?;
     let t_keys = t.elapsed().as_secs_f64();
     let spec = mc.spec().clone();
     let prompts = tokenize(&tk, &args.prompt, spec.seq_len)?;
@@ -365,6 +372,74 @@ async fn infer_model(args: &InferArgs, dir: &Path) -> anyhow::Result<()> {
         params.ring().name(),
         created.key_bytes as f64 / f64::from(1 << 30),
         out.result.seconds
+    );
+    Ok(())
+}
+
+/// `infer --model --generate N`: a `step` session; the prompt's tokens are stepped into the
+/// server's encrypted KV cache one by one, then `N` tokens are generated greedily (the client
+/// decrypts each step's logits, picks the argmax and encrypts its embedding); each step is
+/// compared with the local `PolyModel` on the same prefix.
+async fn generate(args: &InferArgs, dir: &Path) -> anyhow::Result<()> {
+    let c = Client::new(&args.server);
+    let (info, params) = (c.info().await?, c.params().await?);
+    let tk = psf_model::data::tokenizer::load(&crate::serve::tokenizer_path(
+        dir,
+        args.tokenizer.as_ref(),
+    )?)?;
+    let t = Instant::now();
+    let mc = ModelClient::open(&info, &params, dir, SessionMode::Step, None)?;
+    let t_keys = t.elapsed().as_secs_f64();
+    let max_len = mc
+        .spec()
+        .step
+        .as_ref()
+        .map(|s| s.client.layout.max_len)
+        .context("the server compiled no decoder")?;
+    let mut tokens = tokenize(&tk, &args.prompt[..1], max_len)?.remove(0);
+    let total = (tokens.len() + args.generate).min(max_len);
+    let t = Instant::now();
+    let created = c.create_session_with(mc.keys(), SessionMode::Step).await?;
+    let t_upload = t.elapsed().as_secs_f64();
+    let poly = psf_poly::PolyModel::new(
+        mc.weights().clone(),
+        psf_poly::PolySpec::from_file(dir.join("poly.json"))?,
+    )?;
+    let (mut agree, mut worst, mut server_s) = (0usize, 0.0f64, 0.0f64);
+    let t = Instant::now();
+    for pos in 0..total {
+        let ct = mc.encrypt_token(tokens[pos], None)?;
+        let out = c.step(&created.session_id, &params, &[ct]).await?;
+        server_s += out.result.seconds;
+        let logits = mc.decrypt_step(&out.outputs)?;
+        let twin = poly.forward_ids(&tokens[..=pos], psf_poly::Mode::Polynomial)?;
+        let want = twin.logits.row(pos);
+        let (top, twin_top) = (top_k(&tk, &logits, 1), top_k(&tk, want, 1));
+        agree += usize::from(top.first().map(|t| &t.0) == twin_top.first().map(|t| &t.0));
+        worst = want
+            .iter()
+            .zip(&logits)
+            .map(|(a, b)| (a - b).abs())
+            .fold(worst, f64::max);
+        if pos + 1 >= tokens.len() && pos + 1 < total {
+            let next = (0..logits.len())
+                .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+                .unwrap_or(0);
+            tokens.push(next as u32);
+        }
+        eprintln!("step {pos}: {:.1} s on the server", out.result.seconds);
+    }
+    c.close_session(&created.session_id).await?;
+    let text = psf_model::data::tokenizer::decode(&tk, &tokens)?;
+    println!("{text}");
+    println!(
+        "{} steps on {}: same top-1 as the PolyModel in {agree}/{total}, max |logit error| \
+         {worst:.2e}; keygen {t_keys:.1} s, key upload {t_upload:.1} s ({:.2} GiB), steps \
+         {:.1} s ({server_s:.1} s on the server)",
+        total,
+        params.ring().name(),
+        created.key_bytes as f64 / f64::from(1 << 30),
+        t.elapsed().as_secs_f64()
     );
     Ok(())
 }

@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// 11 to 14 are INSECURE twins for quick tries.
     #[arg(long, default_value_t = 16)]
     log_n: u32,
+    /// Model: positions of step-wise generation with an encrypted KV cache (`step`
+    /// sessions); 0 compiles no decoder.
+    #[arg(long, default_value_t = 16)]
+    max_len: usize,
     /// Model: threads of a job's evaluation.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -121,7 +125,6 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             addr = %listener.local_addr()?,
             params = engine.params().ring().name(),
             workload = engine.name(),
-            keys = ?engine.keys().galois_elements.len(),
             "serving"
         );
         Server::new(engine, limits)
@@ -187,6 +190,7 @@ fn model_engine(args: &ServeArgs, dir: &Path) -> anyhow::Result<Engine> {
         batch: args.batch,
         log_n: args.log_n,
         threads: args.threads,
+        max_len: (args.max_len > 0).then_some(args.max_len.min(config.max_position_embeddings)),
     };
     let t = Instant::now();
     let model = ModelWorkload::load(dir, &calibration, &opts)?;

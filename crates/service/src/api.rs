@@ -8,7 +8,7 @@
 //! | GET    | `/metrics`              |                       | Prometheus text             |
 //! | GET    | `/info`                 |                       | [`ServerInfo`]              |
 //! | GET    | `/params`               |                       | parameters (PSFW)           |
-//! | POST   | `/sessions`             | evaluation keys (PSFW)| 201 [`SessionCreated`]      |
+//! | POST   | `/sessions[?mode=step]` | evaluation keys (PSFW)| 201 [`SessionCreated`]      |
 //! | GET    | `/sessions/{id}`        |                       | [`SessionStatus`]           |
 //! | DELETE | `/sessions/{id}`        |                       | 204                         |
 //! | POST   | `/sessions/{id}/keys`   | evaluation keys (PSFW)| [`SessionStatus`]           |
@@ -18,7 +18,9 @@
 //! | POST   | `/sessions/{id}/reset`  |                       | [`SessionStatus`]           |
 //!
 //! A session may be opened with part of the keys and completed by further uploads (a 128-bit
-//! key set is larger than one upload may be); its jobs run once [`KeyStatus::ready`].
+//! key set is larger than one upload may be); its jobs run once [`KeyStatus::ready`]. A
+//! model session is opened for one [`SessionMode`]: `forward` passes over a batch of prompts,
+//! or `step`-wise generation with an encrypted KV cache (each with its own circuit and keys).
 //! Binary bodies are `application/octet-stream` (batches and job results: [`crate::frame`]);
 //! every error is answered with its status and a [`crate::ErrorBody`].
 
@@ -46,6 +48,27 @@ pub struct KeyRequirements {
     /// the workload bootstraps.
     #[serde(default)]
     pub encapsulation_weight: Option<usize>,
+}
+
+/// What a session is opened for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionMode {
+    /// `forward` jobs (the model's batch of prompts).
+    #[default]
+    Forward,
+    /// `step` jobs (generation with an encrypted KV cache).
+    Step,
+}
+
+impl SessionMode {
+    /// The query value (`forward` or `step`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionMode::Forward => "forward",
+            SessionMode::Step => "step",
+        }
+    }
 }
 
 /// Which of the needed keys a session still lacks.
@@ -101,10 +124,16 @@ pub struct ServerInfo {
     pub workload: String,
     /// Its description (JSON; a [`crate::ProbeSpec`] or a [`crate::model::ModelSpec`]).
     pub workload_spec: serde_json::Value,
-    /// Keys a session must upload.
+    /// Keys a `forward` session must upload.
     pub keys: KeyRequirements,
-    /// Inputs of `forward` and `step`.
+    /// Keys a `step` session must upload, when the workload has steps.
+    #[serde(default)]
+    pub step_keys: Option<KeyRequirements>,
+    /// Inputs of `forward`.
     pub input: InputShape,
+    /// Inputs of `step`, when the workload has steps.
+    #[serde(default)]
+    pub step_input: Option<InputShape>,
     /// The server's limits.
     pub limits: crate::Limits,
 }
@@ -116,6 +145,8 @@ pub struct SessionCreated {
     pub session_id: String,
     /// Bytes of key material held for the session.
     pub key_bytes: u64,
+    /// What the session is for.
+    pub mode: SessionMode,
     /// Keys still missing.
     pub keys: KeyStatus,
 }
@@ -131,6 +162,8 @@ pub struct SessionStatus {
     pub bytes: u64,
     /// Jobs completed in the session.
     pub jobs: u64,
+    /// What the session is for.
+    pub mode: SessionMode,
     /// Keys still missing.
     pub keys: KeyStatus,
 }

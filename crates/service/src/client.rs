@@ -12,7 +12,9 @@ use psf_ckks::{
 };
 use reqwest::StatusCode;
 
-use crate::api::{Health, JobResult, KeyRequirements, ServerInfo, SessionCreated, SessionStatus};
+use crate::api::{
+    Health, JobResult, KeyRequirements, ServerInfo, SessionCreated, SessionMode, SessionStatus,
+};
 use crate::{ErrorBody, Result, ServiceError, frame};
 
 /// A client's keys: the secret and public keys, and the evaluation (and encapsulation) keys a
@@ -315,11 +317,24 @@ impl Client {
     /// # Errors
     /// As [`Self::create_session_raw`] and [`Self::upload_raw`].
     pub async fn create_session(&self, keys: &ClientKeys) -> Result<SessionCreated> {
-        self.open_session(keys.evaluation_keys(), keys.encapsulation())
+        self.create_session_with(keys, SessionMode::Forward).await
+    }
+
+    /// [`Self::create_session`] for a `mode` session (a model's `step` sessions generate with
+    /// an encrypted KV cache).
+    ///
+    /// # Errors
+    /// As [`Self::open_session`].
+    pub async fn create_session_with(
+        &self,
+        keys: &ClientKeys,
+        mode: SessionMode,
+    ) -> Result<SessionCreated> {
+        self.open_session(keys.evaluation_keys(), keys.encapsulation(), mode)
             .await
     }
 
-    /// Opens a session with `evaluation` keys, in as many uploads as the server's
+    /// Opens a `mode` session with `evaluation` keys, in as many uploads as the server's
     /// `max_key_bytes` needs, then uploads the `encapsulation` keys if given.
     ///
     /// # Errors
@@ -328,6 +343,7 @@ impl Client {
         &self,
         evaluation: &EvaluationKeys,
         encapsulation: Option<&Encapsulation>,
+        mode: SessionMode,
     ) -> Result<SessionCreated> {
         let limit = self.info().await?.limits.max_key_bytes;
         let chunks = key_chunks(evaluation, limit);
@@ -336,7 +352,7 @@ impl Client {
             .next()
             .map(WireEncode::to_bytes)
             .unwrap_or_else(|| EvaluationKeys::default().to_bytes());
-        let mut created = self.create_session_raw(first).await?;
+        let mut created = self.post_session(first, mode).await?;
         let id = created.session_id.clone();
         for chunk in chunks {
             let body = chunk.to_bytes();
@@ -356,7 +372,12 @@ impl Client {
     /// # Errors
     /// Transport errors or the server's typed error (malformed keys, unneeded keys, limits).
     pub async fn create_session_raw(&self, body: Vec<u8>) -> Result<SessionCreated> {
-        let req = self.http.post(self.url("/sessions")).body(body);
+        self.post_session(body, SessionMode::Forward).await
+    }
+
+    async fn post_session(&self, body: Vec<u8>, mode: SessionMode) -> Result<SessionCreated> {
+        let url = self.url(&format!("/sessions?mode={}", mode.as_str()));
+        let req = self.http.post(url).body(body);
         let resp = check(req.send().await?).await?;
         if resp.status() != StatusCode::CREATED {
             return Err(protocol(format!("status {}", resp.status())));

@@ -61,7 +61,7 @@ pub fn engine() -> Result<Engine> {
 pub fn seeds() -> Result<Vec<(&'static str, Vec<u8>)>> {
     let params = params()?;
     let engine = engine()?;
-    let keys = ClientKeys::generate(&params, &engine.keys(), Some(1))?;
+    let keys = ClientKeys::generate(&params, &engine.keys(crate::SessionMode::Forward)?, Some(1))?;
     let ct = keys.encrypt_replicated(&[0.5, -0.25, 0.125, 1.0])?;
     let mut kgen = KeyGenerator::seeded(params.ring(), 2);
     let sk = kgen.gen_secret_key();

@@ -5,8 +5,11 @@
 //! polyfit`). The server loads them into a `psf_poly::PolyModel`, turns it into the compiler's
 //! `psf_infer::ModelIr` and compiles it for one layout (`seq_len` positions x `batch` prompts)
 //! and a bootstrapping preset, calibrating the bootstrap bounds on embeddings of real text.
-//! Clients fetch the public facts ([`ModelSpec`]: layout, encryption level, the exact key
-//! list) from `/v1/info`; the embedding table is public too but never travels: a client runs
+//! With `max_len`, the model is also compiled for step-wise generation (`psf_infer::Decoder`,
+//! its own circuit and keys): a `step` session then holds an encrypted KV cache, and each
+//! `step` job appends one encrypted token and answers the logits of its position. Clients
+//! fetch the public facts ([`ModelSpec`]: layouts, encryption levels, the exact key lists)
+//! from `/v1/info`; the embedding table is public too but never travels: a client runs
 //! the lookup itself on its own copy of the same directory (checked by [`ModelSpec::fingerprint`]).
 
 use std::path::{Path, PathBuf};
@@ -15,13 +18,14 @@ use psf_circuits::bootstrap::Bootstrapper;
 use psf_circuits::bootstrap::keys::small_params;
 use psf_ckks::serialization::{HEADER_LEN, fnv1a64};
 use psf_ckks::{Ciphertext, CkksParameters};
-use psf_infer::client::ClientSpec;
+use psf_infer::client::{ClientSpec, StepSpec};
+use psf_infer::runtime::decode::KvCache;
 use psf_infer::runtime::{Progress, RunOptions, ServerContext};
-use psf_infer::{CompileOptions, CompiledModel, ModelIr, Report};
+use psf_infer::{CompileOptions, CompiledModel, DecodeOptions, Decoder, ModelIr, Report};
 use psf_poly::{PolyModel, PolySpec, PolyWeights};
 use serde::{Deserialize, Serialize};
 
-use crate::api::KeyRequirements;
+use crate::api::{KeyRequirements, SessionMode};
 use crate::{Result, ServiceError};
 
 /// How a model is compiled for serving.
@@ -36,6 +40,9 @@ pub struct ModelOptions {
     pub log_n: u32,
     /// Threads of a job's evaluation pool.
     pub threads: usize,
+    /// Positions of step-wise generation with an encrypted KV cache (prompt and generated
+    /// tokens; at most the model's context); `None` compiles no decoder.
+    pub max_len: Option<usize>,
 }
 
 /// The text the compiler's dry run calibrates the bootstrap bounds on.
@@ -95,8 +102,10 @@ pub struct ModelSpec {
     pub params_name: String,
     /// What a client needs to encrypt and decrypt (layout, widths, encryption level).
     pub client: ClientSpec,
-    /// The exact keys a client generates (`psf_infer::KeyRequirements::generate`).
+    /// The exact keys of a `forward` session (`psf_infer::KeyRequirements::generate`).
     pub keys: psf_infer::KeyRequirements,
+    /// Step-wise generation, when the server compiled a decoder.
+    pub step: Option<StepFacts>,
     /// Logit ciphertexts a job answers.
     pub output_ciphertexts: usize,
     /// Bootstrap sites of a forward pass, and ciphertexts refreshed there in total.
@@ -115,11 +124,60 @@ pub struct ModelSpec {
     pub threads: usize,
 }
 
-/// A compiled model and its public facts.
+/// The public facts of step-wise generation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepFacts {
+    /// What a client needs (the step layout: one token per ciphertext; the level).
+    pub client: StepSpec,
+    /// The exact keys of a `step` session.
+    pub keys: psf_infer::KeyRequirements,
+    /// Bootstrap sites of one step.
+    pub bootstrap_sites: usize,
+    /// Bytes of the encoded evaluation keys.
+    pub evaluation_key_bytes: u64,
+    /// Bytes of the encoded encapsulation keys.
+    pub encapsulation_key_bytes: u64,
+    /// Bytes of a session's bootstrapping circuit (the decoder's may use fewer slots).
+    pub context_bytes: u64,
+}
+
+/// A compiled model (and decoder) and its public facts.
 pub struct ModelWorkload {
     compiled: CompiledModel,
+    decoder: Option<Decoder>,
     spec: ModelSpec,
     threads: usize,
+}
+
+fn step_facts(dec: &Decoder) -> Result<StepFacts> {
+    let params = dec.params()?;
+    let keys = dec.key_requirements()?;
+    let (evaluation_key_bytes, encapsulation_key_bytes) = key_bytes(&params, &keys)?;
+    let boot = Bootstrapper::new(&params, dec.preset.config)?;
+    Ok(StepFacts {
+        client: StepSpec::of(dec)?,
+        keys,
+        bootstrap_sites: dec.plan.bootstraps.len(),
+        evaluation_key_bytes,
+        encapsulation_key_bytes,
+        context_bytes: boot.size_bytes() as u64,
+    })
+}
+
+/// Compiles the decoder for `max_len` positions, calibrated on two windows of that length.
+fn decoder(
+    ir: &ModelIr,
+    poly: &PolyModel,
+    calibration: &[u32],
+    max_len: usize,
+    log_n: u32,
+) -> Result<Decoder> {
+    let windows = calibration_windows(calibration, max_len, 2);
+    let embeddings = embed_prompts(poly.weights(), &windows)?;
+    Ok(Decoder::compile(
+        ir,
+        &DecodeOptions::for_log_n(max_len, log_n, embeddings),
+    )?)
 }
 
 fn model_error(path: &Path, e: impl std::fmt::Display) -> ServiceError {
@@ -238,7 +296,16 @@ impl ModelWorkload {
         opts: &ModelOptions,
     ) -> Result<Self> {
         let cfg = &poly.weights().config;
-        if opts.seq_len == 0 || opts.seq_len > cfg.max_position_embeddings || opts.batch == 0 {
+        let context = cfg.max_position_embeddings;
+        if opts.max_len.is_some_and(|l| l == 0 || l > context) {
+            return Err(ServiceError::InvalidRequest {
+                reason: format!(
+                    "generation over {:?} positions (the model's context is {context})",
+                    opts.max_len
+                ),
+            });
+        }
+        if opts.seq_len == 0 || opts.seq_len > context || opts.batch == 0 {
             return Err(ServiceError::InvalidRequest {
                 reason: format!(
                     "{} prompts of {} positions (the model's context is {})",
@@ -257,6 +324,11 @@ impl ModelWorkload {
         let compile = CompileOptions::for_log_n(opts.seq_len, opts.batch, opts.log_n, embeddings);
         let compiled = CompiledModel::compile(&ir, &compile)?;
         let keys = compiled.key_requirements()?;
+        let decoder = opts
+            .max_len
+            .map(|l| decoder(&ir, poly, calibration, l, opts.log_n))
+            .transpose()?;
+        let step = decoder.as_ref().map(step_facts).transpose()?;
         let params = compiled.params()?;
         let boot = Bootstrapper::new(&params, compiled.preset.config)?;
         let (evaluation_key_bytes, encapsulation_key_bytes) = key_bytes(&params, &keys)?;
@@ -274,6 +346,7 @@ impl ModelWorkload {
             params_name: params.ring().name().into(),
             output_ciphertexts: client.layout.cts_for(client.vocab),
             client,
+            step,
             bootstrap_sites: compiled.plan.bootstraps.len(),
             bootstrapped_ciphertexts: compiled.plan.bootstraps.iter().map(|b| b.ciphertexts).sum(),
             keys,
@@ -285,6 +358,7 @@ impl ModelWorkload {
         };
         Ok(Self {
             compiled,
+            decoder,
             spec,
             threads: opts.threads.max(1),
         })
@@ -300,13 +374,62 @@ impl ModelWorkload {
         &self.compiled
     }
 
-    /// The keys a session uploads, in the service's terms.
-    pub fn key_needs(&self) -> KeyRequirements {
-        let k = &self.spec.keys;
-        KeyRequirements {
+    /// The decoder of step-wise generation, if compiled.
+    pub fn decoder(&self) -> Option<&Decoder> {
+        self.decoder.as_ref()
+    }
+
+    /// The keys of the circuit `mode` runs (`None`: no decoder for `step`).
+    pub fn key_requirements(&self, mode: SessionMode) -> Option<&psf_infer::KeyRequirements> {
+        match mode {
+            SessionMode::Forward => Some(&self.spec.keys),
+            SessionMode::Step => self.spec.step.as_ref().map(|s| &s.keys),
+        }
+    }
+
+    /// The keys a `mode` session uploads, in the service's terms.
+    pub fn key_needs(&self, mode: SessionMode) -> Option<KeyRequirements> {
+        self.key_requirements(mode).map(|k| KeyRequirements {
             relinearization: k.relinearization,
             galois_elements: k.galois_elements.clone(),
             encapsulation_weight: k.encapsulation_weight,
+        })
+    }
+
+    /// Bytes of a `mode` session's bootstrapping circuit.
+    pub fn context_bytes(&self, mode: SessionMode) -> u64 {
+        match mode {
+            SessionMode::Forward => self.spec.context_bytes,
+            SessionMode::Step => self.spec.step.as_ref().map_or(0, |s| s.context_bytes),
+        }
+    }
+
+    /// The server context of a `mode` session with its complete keys.
+    ///
+    /// # Errors
+    /// No decoder for `step`, or as `ServerContext::from_preset`.
+    pub fn context(
+        &self,
+        mode: SessionMode,
+        evaluation: psf_ckks::EvaluationKeys,
+        encapsulation: Option<psf_circuits::bootstrap::Encapsulation>,
+    ) -> Result<ServerContext> {
+        let preset = match mode {
+            SessionMode::Forward => &self.compiled.preset,
+            SessionMode::Step => &self.decoder.as_ref().ok_or_else(no_decoder)?.preset,
+        };
+        Ok(ServerContext::from_preset(
+            preset,
+            evaluation,
+            encapsulation,
+        )?)
+    }
+
+    fn run_options<'a>(&self, progress: &'a (dyn Fn(&Progress) + Sync)) -> RunOptions<'a> {
+        RunOptions {
+            threads: self.threads,
+            progress,
+            cost: None,
         }
     }
 
@@ -319,20 +442,8 @@ impl ModelWorkload {
         server: &ServerContext,
         inputs: Vec<Ciphertext>,
     ) -> Result<(Vec<Ciphertext>, Report)> {
-        let progress = |p: &Progress| {
-            tracing::debug!(
-                stage = %p.stage,
-                done = p.done,
-                total = p.total,
-                "forward {:.1} s",
-                p.elapsed_s
-            );
-        };
-        let opts = RunOptions {
-            threads: self.threads,
-            progress: &progress,
-            cost: None,
-        };
+        let progress = |p: &Progress| log_progress("forward", p);
+        let opts = self.run_options(&progress);
         Ok(psf_infer::runtime::forward(
             &self.compiled,
             server,
@@ -340,6 +451,44 @@ impl ModelWorkload {
             &opts,
         )?)
     }
+
+    /// One step of generation: `token` (one ciphertext in the step layout) appended to the
+    /// session's KV cache (created at the first step), the logits of its position and the
+    /// step's report. On error the cache is unchanged.
+    ///
+    /// # Errors
+    /// No decoder, or as `psf_infer::runtime::decode::step`.
+    pub fn step(
+        &self,
+        server: &ServerContext,
+        cache: &mut Option<KvCache>,
+        token: Ciphertext,
+    ) -> Result<(Vec<Ciphertext>, Report)> {
+        let dec = self.decoder.as_ref().ok_or_else(no_decoder)?;
+        let progress = |p: &Progress| log_progress("step", p);
+        let opts = self.run_options(&progress);
+        let cache = cache.get_or_insert_with(|| KvCache::new(dec));
+        Ok(psf_infer::runtime::decode::step(
+            dec, server, cache, token, &opts,
+        )?)
+    }
+}
+
+/// The error for step-wise generation on a server without a decoder.
+pub fn no_decoder() -> ServiceError {
+    ServiceError::InvalidRequest {
+        reason: "the server compiled no decoder (serve with a maximum length)".into(),
+    }
+}
+
+fn log_progress(job: &str, p: &Progress) {
+    tracing::debug!(
+        stage = %p.stage,
+        done = p.done,
+        total = p.total,
+        "{job} {:.1} s",
+        p.elapsed_s
+    );
 }
 
 /// The `context` fields of multiple-choice task files (JSONL, one item per line, as the

@@ -13,10 +13,10 @@
 use std::path::Path;
 
 use psf_ckks::{Ciphertext, CkksParameters, Decryptor, Encryptor};
-use psf_infer::client::Client as InferClient;
+use psf_infer::client::{Client as InferClient, StepClient};
 use psf_poly::PolyWeights;
 
-use crate::api::ServerInfo;
+use crate::api::{ServerInfo, SessionMode};
 use crate::model::{ModelSpec, embed_prompts, model_fingerprint};
 use crate::{ClientKeys, Result, ServiceError};
 
@@ -25,6 +25,7 @@ pub struct ModelClient {
     spec: ModelSpec,
     keys: ClientKeys,
     infer: InferClient,
+    stepper: Option<StepClient>,
     weights: PolyWeights,
 }
 
@@ -34,14 +35,17 @@ fn invalid<T>(reason: String) -> Result<T> {
 
 impl ModelClient {
     /// A client for the server described by `info` and `params`, with the embedding table of
-    /// `dir` (checked against the server's fingerprint) and fresh keys (seeded for tests).
+    /// `dir` (checked against the server's fingerprint) and fresh keys for a `mode` session
+    /// (seeded for tests).
     ///
     /// # Errors
-    /// A server that does not serve a model, another model, or a key generation failure.
+    /// A server that does not serve a model (or has no decoder for `step`), another model, or
+    /// a key generation failure.
     pub fn open(
         info: &ServerInfo,
         params: &CkksParameters,
         dir: &Path,
+        mode: SessionMode,
         seed: Option<u64>,
     ) -> Result<Self> {
         let spec = Self::spec_of(info)?;
@@ -58,7 +62,12 @@ impl ModelClient {
             path: dir.display().to_string(),
             reason: e.to_string(),
         })?;
-        let keys = ClientKeys::for_model(params, &spec.keys, seed)?;
+        let needs = match (mode, &spec.step) {
+            (SessionMode::Forward, _) => &spec.keys,
+            (SessionMode::Step, Some(step)) => &step.keys,
+            (SessionMode::Step, None) => return Err(crate::model::no_decoder()),
+        };
+        let keys = ClientKeys::for_model(params, needs, seed)?;
         Self::new(spec, params, weights, keys)
     }
 
@@ -98,10 +107,16 @@ impl ModelClient {
             ));
         }
         let infer = InferClient::new(spec.client.clone(), params)?;
+        let stepper = spec
+            .step
+            .as_ref()
+            .map(|s| StepClient::new(s.client.clone(), params))
+            .transpose()?;
         Ok(Self {
             spec,
             keys,
             infer,
+            stepper,
             weights,
         })
     }
@@ -111,7 +126,8 @@ impl ModelClient {
         &self.spec
     }
 
-    /// The keys (upload them with [`crate::Client::create_session`]).
+    /// The keys (upload them with [`crate::Client::create_session_with`] in the mode they
+    /// were made for).
     pub fn keys(&self) -> &ClientKeys {
         &self.keys
     }
@@ -153,6 +169,37 @@ impl ModelClient {
             enc = enc.seeded(s);
         }
         Ok(self.infer.encrypt_embeddings(&mut enc, &x)?)
+    }
+
+    fn stepper(&self) -> Result<&StepClient> {
+        self.stepper
+            .as_ref()
+            .ok_or_else(|| ServiceError::InvalidRequest {
+                reason: "the server compiled no decoder for step-wise generation".into(),
+            })
+    }
+
+    /// Looks up and encrypts one token for a `step` job (seeded for tests).
+    ///
+    /// # Errors
+    /// A server without steps, a token past the vocabulary, or an encryption error.
+    pub fn encrypt_token(&self, token: u32, seed: Option<u64>) -> Result<Ciphertext> {
+        let stepper = self.stepper()?;
+        let x = embed_prompts(&self.weights, &[vec![token]])?;
+        let mut enc = Encryptor::with_public_key(self.keys.public_key());
+        if let Some(s) = seed {
+            enc = enc.seeded(s);
+        }
+        Ok(stepper.encrypt_token(&mut enc, &x[0][0])?)
+    }
+
+    /// Decrypts the logits a `step` job answered.
+    ///
+    /// # Errors
+    /// A server without steps, or the wrong number of ciphertexts.
+    pub fn decrypt_step(&self, outputs: &[Ciphertext]) -> Result<Vec<f64>> {
+        let dec = Decryptor::new(self.keys.secret_key());
+        Ok(self.stepper()?.decrypt_logits(&dec, outputs)?)
     }
 
     /// Decrypts the logits at the last position of each of `prompts` (as encrypted by

@@ -19,26 +19,23 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use http_body_util::BodyExt;
-use psf_circuits::bootstrap::Encapsulation;
-use psf_ckks::EvaluationKeys;
-use psf_ckks::serialization::WireDecode;
 use tokio::sync::Semaphore;
 
-use crate::api::{Health, JobResult, KeyStatus, ServerInfo, SessionCreated, SessionStatus};
+use crate::api::{Health, JobResult, ServerInfo, SessionMode, SessionStatus};
 use crate::jobs::JobPool;
 use crate::metrics::{Gauges, Metrics};
-use crate::session::{Keys, Session, SessionStore, short_id};
-use crate::workload::{Context, Engine, KeySet, missing};
-use crate::{Limits, Result, ServiceError, frame};
+use crate::session::{Session, SessionStore, short_id};
+use crate::workload::Engine;
+use crate::{Limits, Result, ServiceError, frame, keys};
 
 /// Shared state of a running server.
 pub struct AppState {
-    engine: Arc<Engine>,
-    limits: Limits,
-    store: Arc<SessionStore>,
-    metrics: Metrics,
-    jobs: JobPool,
-    uploads: Arc<Semaphore>,
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) limits: Limits,
+    pub(crate) store: Arc<SessionStore>,
+    pub(crate) metrics: Metrics,
+    pub(crate) jobs: JobPool,
+    pub(crate) uploads: Arc<Semaphore>,
     shutting_down: AtomicBool,
 }
 
@@ -73,7 +70,7 @@ impl AppState {
         e.into_response()
     }
 
-    fn open(&self) -> Result<()> {
+    pub(crate) fn open(&self) -> Result<()> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(ServiceError::ShuttingDown);
         }
@@ -86,7 +83,7 @@ pub struct Server {
     state: Arc<AppState>,
 }
 
-type Shared = State<Arc<AppState>>;
+pub(crate) type Shared = State<Arc<AppState>>;
 
 impl Server {
     /// A server running `engine` within `limits`.
@@ -120,13 +117,16 @@ impl Server {
             .route("/v1/metrics", get(metrics))
             .route("/v1/info", get(info))
             .route("/v1/params", get(params))
-            .route("/v1/sessions", post(create_session))
+            .route("/v1/sessions", post(keys::create_session))
             .route(
                 "/v1/sessions/{id}",
                 get(session_status).delete(close_session),
             )
-            .route("/v1/sessions/{id}/keys", post(add_keys))
-            .route("/v1/sessions/{id}/encapsulation", put(put_encapsulation))
+            .route("/v1/sessions/{id}/keys", post(keys::add_keys))
+            .route(
+                "/v1/sessions/{id}/encapsulation",
+                put(keys::put_encapsulation),
+            )
             .route("/v1/sessions/{id}/forward", post(forward))
             .route("/v1/sessions/{id}/step", post(step))
             .route("/v1/sessions/{id}/reset", post(reset))
@@ -176,7 +176,7 @@ async fn reap(state: Arc<AppState>) {
 }
 
 /// Answers `result`, recording an error.
-fn answer<T: IntoResponse>(state: &AppState, result: Result<T>) -> Response {
+pub(crate) fn answer<T: IntoResponse>(state: &AppState, result: Result<T>) -> Response {
     match result {
         Ok(r) => r.into_response(),
         Err(e) => state.fail(e),
@@ -217,8 +217,10 @@ async fn info(State(state): Shared) -> Response {
         ),
         workload: e.name().into(),
         workload_spec: e.spec_json(),
-        keys: e.keys(),
+        keys: e.keys(SessionMode::Forward).unwrap_or_default(),
+        step_keys: e.keys(SessionMode::Step).ok(),
         input: e.input_shape(),
+        step_input: e.step_shape(),
         limits: state.limits.clone(),
     })
     .into_response()
@@ -243,7 +245,7 @@ async fn method_not_allowed(State(state): Shared, method: Method, uri: Uri) -> R
 }
 
 /// The `{id}` of a session route; an unparsable one is a typed error like any other.
-struct SessionId(String);
+pub(crate) struct SessionId(pub(crate) String);
 
 impl<S: Send + Sync> FromRequestParts<S> for SessionId {
     type Rejection = ServiceError;
@@ -260,7 +262,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionId {
 
 /// Reads `body` to its end, refusing more than `limit` bytes (as declared or as received)
 /// and bodies that take longer than the upload timeout.
-async fn read_body(
+pub(crate) async fn read_body(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
@@ -303,241 +305,13 @@ async fn read_body(
     Ok(out)
 }
 
-async fn create_session(State(state): Shared, headers: HeaderMap, body: Body) -> Response {
-    let result = create_session_inner(&state, &headers, body).await;
-    answer(&state, result.map(|c| (StatusCode::CREATED, axum::Json(c))))
-}
-
-async fn create_session_inner(
-    state: &Arc<AppState>,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<SessionCreated> {
-    state.open()?;
-    state.store.check_capacity()?;
-    let _upload = state
-        .uploads
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ServiceError::Busy {
-            running: state.jobs.running(),
-            queued: state.jobs.queued(),
-        })?;
-    let limit = state.limits.max_key_bytes;
-    let bytes = read_body(state, headers, body, "evaluation keys", limit).await?;
-    let key_bytes = bytes.len() as u64;
-    state.store.reserve(key_bytes)?;
-    let (engine, store) = (state.engine.clone(), state.store.clone());
-    let t = Instant::now();
-    let made = state
-        .jobs
-        .run(move || {
-            let keys = decode_keys(&engine, &bytes)?;
-            drop(bytes);
-            if keys.relin.is_none() && keys.galois.is_empty() {
-                return Err(ServiceError::InvalidRequest {
-                    reason: "a session opens with at least one key".into(),
-                });
-            }
-            let mut set = KeySet::default();
-            engine.add_keys(&mut set, keys)?;
-            let status = engine.key_status(&set);
-            Ok((store.insert(set, key_bytes)?, status))
-        })
-        .await;
-    let (session, keys) = made.inspect_err(|e| {
-        if !matches!(e, ServiceError::TooManySessions { .. }) {
-            state.store.release(key_bytes);
-        }
-    })?;
-    state.metrics.add(&state.metrics.sessions_created, 1);
-    state
-        .metrics
-        .job_ok("create_session", t.elapsed().as_secs_f64());
-    tracing::info!(
-        session = short_id(session.id()),
-        key_bytes,
-        "session created"
-    );
-    Ok(SessionCreated {
-        session_id: session.id().into(),
-        key_bytes,
-        keys,
-    })
-}
-
-fn decode_keys(engine: &Engine, bytes: &[u8]) -> Result<EvaluationKeys> {
-    EvaluationKeys::from_bytes(bytes, engine.params()).map_err(|source| ServiceError::Decode {
-        what: "evaluation keys",
-        source,
-    })
-}
-
-/// What an upload to an open session carries.
-#[derive(Clone, Copy)]
-enum Upload {
-    Evaluation,
-    Encapsulation,
-}
-
-impl Upload {
-    fn what(self) -> &'static str {
-        match self {
-            Upload::Evaluation => "evaluation keys",
-            Upload::Encapsulation => "encapsulation keys",
-        }
-    }
-}
-
-async fn add_keys(
-    State(state): Shared,
-    SessionId(id): SessionId,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let result = upload(&state, &id, &headers, body, Upload::Evaluation).await;
-    answer(&state, result.map(axum::Json))
-}
-
-async fn put_encapsulation(
-    State(state): Shared,
-    SessionId(id): SessionId,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let result = upload(&state, &id, &headers, body, Upload::Encapsulation).await;
-    answer(&state, result.map(axum::Json))
-}
-
-/// Receives more keys for session `id` (streamed and size-limited like the first upload),
-/// admits them against the workload's needs and accounts them.
-async fn upload(
-    state: &Arc<AppState>,
-    id: &str,
-    headers: &HeaderMap,
-    body: Body,
-    kind: Upload,
-) -> Result<SessionStatus> {
-    state.open()?;
-    let session = state.store.get(id)?;
-    let _upload = state
-        .uploads
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ServiceError::Busy {
-            running: state.jobs.running(),
-            queued: state.jobs.queued(),
-        })?;
-    let bytes = read_body(
-        state,
-        headers,
-        body,
-        kind.what(),
-        state.limits.max_key_bytes,
-    )
-    .await?;
-    let len = bytes.len() as u64;
-    state.store.reserve(len)?;
-    let (engine, s) = (state.engine.clone(), session.clone());
-    let t = Instant::now();
-    state
-        .jobs
-        .run(move || admit(&engine, &s, &bytes, kind))
-        .await
-        .inspect_err(|_| state.store.release(len))?;
-    state.metrics.job_ok(
-        match kind {
-            Upload::Evaluation => "upload_keys",
-            Upload::Encapsulation => "upload_encapsulation",
-        },
-        t.elapsed().as_secs_f64(),
-    );
-    tracing::info!(
-        session = short_id(session.id()),
-        bytes = len,
-        "{} added",
-        kind.what()
-    );
-    status_of(state, session).await
-}
-
-/// Decodes an upload and adds it to the session's keys (which then hold its bytes).
-fn admit(engine: &Engine, session: &Session, bytes: &[u8], kind: Upload) -> Result<()> {
-    let mut keys = session.keys();
-    if session.is_closed() {
-        return Err(ServiceError::UnknownSession {
-            id: short_id(session.id()),
-        });
-    }
-    let Keys::Collecting(set) = &mut *keys else {
-        return Err(ServiceError::InvalidRequest {
-            reason: "the session's keys are complete and in use".into(),
-        });
-    };
-    match kind {
-        Upload::Evaluation => engine.add_keys(set, decode_keys(engine, bytes)?)?,
-        Upload::Encapsulation => {
-            let keys = Encapsulation::from_bytes(bytes, engine.params()).map_err(|source| {
-                ServiceError::Decode {
-                    what: "encapsulation keys",
-                    source,
-                }
-            })?;
-            engine.set_encapsulation(set, keys)?;
-        }
-    }
-    session.hold(bytes.len() as u64);
-    Ok(())
-}
-
-/// The session's evaluation context, built by its first job once the keys are complete (the
-/// model's bootstrapping circuit is accounted then).
-fn context(engine: &Engine, store: &SessionStore, session: &Session) -> Result<Arc<Context>> {
-    let mut keys = session.keys();
-    let set = match &mut *keys {
-        Keys::Ready(ctx) => return Ok(ctx.clone()),
-        Keys::Collecting(set) => set,
-    };
-    let status = engine.key_status(set);
-    if !status.ready {
-        return Err(missing(status));
-    }
-    let extra = engine.context_bytes();
-    store.reserve(extra)?;
-    match engine.build(std::mem::take(set)) {
-        Ok(ctx) => {
-            session.hold(extra);
-            let ctx = Arc::new(ctx);
-            *keys = Keys::Ready(ctx.clone());
-            Ok(ctx)
-        }
-        Err(e) => {
-            // The keys went into the failed build: nothing is held any more.
-            let held = session.held();
-            session.unhold(held);
-            store.release(extra + held);
-            Err(e)
-        }
-    }
-}
-
-fn key_status(engine: &Engine, session: &Session) -> KeyStatus {
-    match &*session.keys() {
-        Keys::Ready(_) => KeyStatus {
-            ready: true,
-            ..KeyStatus::default()
-        },
-        Keys::Collecting(set) => engine.key_status(set),
-    }
-}
-
-async fn status_of(state: &AppState, session: Arc<Session>) -> Result<SessionStatus> {
+pub(crate) async fn status_of(state: &AppState, session: Arc<Session>) -> Result<SessionStatus> {
     let engine = state.engine.clone();
     let ((steps, bytes), keys) = state
         .jobs
         .run({
             let session = session.clone();
-            move || Ok((session.usage(), key_status(&engine, &session)))
+            move || Ok((session.usage(), keys::key_status(&engine, &session)))
         })
         .await?;
     Ok(SessionStatus {
@@ -545,6 +319,7 @@ async fn status_of(state: &AppState, session: Arc<Session>) -> Result<SessionSta
         cached_steps: steps,
         bytes,
         jobs: session.jobs(),
+        mode: session.mode(),
         keys,
     })
 }
@@ -686,8 +461,9 @@ fn job(
     reserved: u64,
 ) -> Result<Vec<u8>> {
     let t = Instant::now();
+    engine.check_mode(session.mode(), kind.name())?;
     let inputs = frame::decode_ciphertexts(bytes, engine.params(), 1, max_batch)?;
-    let ctx = context(engine, store, session)?;
+    let ctx = keys::context(engine, store, session)?;
     let (outputs, report, cached_steps) = match kind {
         JobKind::Forward => {
             let (out, report) = engine.forward(&ctx, inputs)?;
@@ -700,17 +476,17 @@ fn job(
                     id: short_id(session.id()),
                 });
             }
-            if state.steps() >= max_steps {
+            let limit = engine.max_steps().map_or(max_steps, |m| m.min(max_steps));
+            if state.steps() >= limit {
                 return Err(ServiceError::CacheFull {
                     steps: state.steps(),
-                    limit: max_steps,
+                    limit,
                 });
             }
             let before = state.bytes();
-            let out = engine.step(&ctx, &mut state, &inputs)?;
-            let grown = state.bytes() - before;
-            store.release(reserved.saturating_sub(grown));
-            (out, None, Some(state.steps()))
+            let (out, report) = engine.step(&ctx, &mut state, inputs)?;
+            store.settle(reserved, before, state.bytes());
+            (out, report, Some(state.steps()))
         }
     };
     session.job_done();

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
+use crate::api::SessionMode;
 use crate::workload::{Context, EncryptedState, KeySet};
 use crate::{Result, ServiceError};
 
@@ -22,6 +23,7 @@ pub enum Keys {
 /// One client's session.
 pub struct Session {
     id: String,
+    mode: SessionMode,
     keys: Mutex<Keys>,
     /// Bytes of keys and context held, as accounted in the store.
     held: AtomicU64,
@@ -43,6 +45,11 @@ impl Session {
     /// The id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// What the session is for.
+    pub fn mode(&self) -> SessionMode {
+        self.mode
     }
 
     /// The session's keys, locked (uploads and the first job's context build hold them).
@@ -170,6 +177,13 @@ impl SessionStore {
         inner.used = inner.used.saturating_sub(bytes);
     }
 
+    /// Replaces a reservation of `reserved` bytes by what a session's state really changed by
+    /// (`before` to `after` bytes).
+    pub fn settle(&self, reserved: u64, before: u64, after: u64) {
+        let mut inner = lock(&self.inner);
+        inner.used = inner.used.saturating_sub(reserved).saturating_sub(before) + after;
+    }
+
     /// Bytes accounted now.
     pub fn used(&self) -> u64 {
         lock(&self.inner).used
@@ -203,12 +217,12 @@ impl SessionStore {
         Ok(())
     }
 
-    /// Opens a session holding `keys` whose `key_bytes` are already reserved; on error the
-    /// reservation is released.
+    /// Opens a `mode` session holding `keys` whose `key_bytes` are already reserved; on error
+    /// the reservation is released.
     ///
     /// # Errors
     /// [`ServiceError::TooManySessions`].
-    pub fn insert(&self, keys: KeySet, key_bytes: u64) -> Result<Arc<Session>> {
+    pub fn insert(&self, mode: SessionMode, keys: KeySet, key_bytes: u64) -> Result<Arc<Session>> {
         let mut inner = lock(&self.inner);
         if inner.sessions.len() >= self.max_sessions {
             inner.used = inner.used.saturating_sub(key_bytes);
@@ -224,6 +238,7 @@ impl SessionStore {
         };
         let session = Arc::new(Session {
             id: id.clone(),
+            mode,
             keys: Mutex::new(Keys::Collecting(keys)),
             held: AtomicU64::new(key_bytes),
             closed: AtomicBool::new(false),

@@ -11,9 +11,10 @@ use psf_ckks::serialization::WireEncode;
 use psf_ckks::{Ciphertext, CkksParameters, Encoder, EvaluationKeys, Evaluator};
 use psf_infer::Report;
 use psf_infer::runtime::ServerContext;
+use psf_infer::runtime::decode::KvCache;
 
-use crate::api::{InputShape, KeyRequirements, KeyStatus};
-use crate::model::ModelWorkload;
+use crate::api::{InputShape, KeyRequirements, KeyStatus, SessionMode};
+use crate::model::{ModelWorkload, no_decoder};
 use crate::probe::{Probe, ProbeSpec};
 use crate::{Result, ServiceError};
 
@@ -45,26 +46,34 @@ pub enum Context {
     Model(Box<ServerContext>),
 }
 
-/// A session's encrypted state on the server (the encrypted cache of `step`).
+/// A session's encrypted state on the server: the probe's cache of projected steps, or the
+/// model's KV cache (keys and values of every token stepped so far).
 #[derive(Default)]
 pub struct EncryptedState {
     cache: Vec<Ciphertext>,
+    kv: Option<KvCache>,
 }
 
 impl EncryptedState {
     /// Steps held.
     pub fn steps(&self) -> usize {
-        self.cache.len()
+        self.cache.len() + self.kv.as_ref().map_or(0, KvCache::len)
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> u64 {
-        self.cache.iter().map(|c| c.encoded_len() as u64).sum()
+        let size = |cts: &[Ciphertext]| cts.iter().map(|c| c.encoded_len() as u64).sum::<u64>();
+        let kv = self.kv.as_ref().map_or(0, |kv| {
+            let layers = (0..).take_while(|&l| !kv.keys(l).is_empty() || !kv.values(l).is_empty());
+            layers.map(|l| size(kv.keys(l)) + size(kv.values(l))).sum()
+        });
+        size(&self.cache) + kv
     }
 
     /// Drops every step.
     pub fn clear(&mut self) {
         self.cache.clear();
+        self.kv = None;
     }
 }
 
@@ -141,27 +150,68 @@ impl Engine {
         value.unwrap_or_default()
     }
 
-    /// Keys a session must upload.
-    pub fn keys(&self) -> KeyRequirements {
+    /// Keys a `mode` session must upload.
+    ///
+    /// # Errors
+    /// [`ServiceError::InvalidRequest`] for `step` on a model served without a decoder.
+    pub fn keys(&self, mode: SessionMode) -> Result<KeyRequirements> {
         let mut keys = match &self.workload {
             Workload::Probe(p) => p.keys(self.params.ring().log_n()),
-            Workload::Model(m) => m.key_needs(),
+            Workload::Model(m) => m.key_needs(mode).ok_or_else(no_decoder)?,
         };
         keys.galois_elements.sort_unstable();
         keys.galois_elements.dedup();
-        keys
+        Ok(keys)
     }
 
-    /// Bytes a session's [`Context`] holds beyond its keys (the model's bootstrapping
-    /// circuit), accounted when it is built.
-    pub fn context_bytes(&self) -> u64 {
+    /// Checks that a `mode` session may run a `kind` job (`"forward"` or `"step"`): the
+    /// probe runs both in any session, a model session only the jobs of its mode.
+    ///
+    /// # Errors
+    /// [`ServiceError::InvalidRequest`].
+    pub fn check_mode(&self, mode: SessionMode, kind: &str) -> Result<()> {
         match &self.workload {
-            Workload::Probe(_) => 0,
-            Workload::Model(m) => m.spec().context_bytes,
+            Workload::Model(_) if mode.as_str() != kind => invalid(format!(
+                "a {} session runs {} jobs, not {kind} (open a session with mode={kind})",
+                mode.as_str(),
+                mode.as_str()
+            )),
+            _ => Ok(()),
         }
     }
 
-    /// What inputs must look like.
+    /// Bytes a `mode` session's [`Context`] holds beyond its keys (the model's bootstrapping
+    /// circuit), accounted when it is built.
+    pub fn context_bytes(&self, mode: SessionMode) -> u64 {
+        match &self.workload {
+            Workload::Probe(_) => 0,
+            Workload::Model(m) => m.context_bytes(mode),
+        }
+    }
+
+    /// What the input of a `step` must look like, if the workload has steps.
+    pub fn step_shape(&self) -> Option<InputShape> {
+        let level = match &self.workload {
+            Workload::Probe(_) => self.params.ring().max_level(),
+            Workload::Model(m) => m.spec().step.as_ref()?.client.level,
+        };
+        Some(InputShape {
+            ciphertexts: 1,
+            level,
+            log_slots: self.params.max_log_slots(),
+            log_scale: self.params.default_scale().log2(),
+        })
+    }
+
+    /// Most positions a session's steps may reach (the decoder's length), if bounded.
+    pub fn max_steps(&self) -> Option<usize> {
+        match &self.workload {
+            Workload::Probe(_) => None,
+            Workload::Model(m) => m.spec().step.as_ref().map(|s| s.client.layout.max_len),
+        }
+    }
+
+    /// What the inputs of `forward` must look like.
     pub fn input_shape(&self) -> InputShape {
         let (ciphertexts, level) = match &self.workload {
             Workload::Probe(_) => (1, self.params.ring().max_level()),
@@ -183,8 +233,13 @@ impl Engine {
     ///
     /// # Errors
     /// [`ServiceError::InvalidRequest`] naming the unneeded or repeated keys.
-    pub fn add_keys(&self, have: &mut KeySet, new: EvaluationKeys) -> Result<()> {
-        let need = self.keys();
+    pub fn add_keys(
+        &self,
+        mode: SessionMode,
+        have: &mut KeySet,
+        new: EvaluationKeys,
+    ) -> Result<()> {
+        let need = self.keys(mode)?;
         if new.relin.is_some() {
             if !need.relinearization {
                 return invalid("the workload needs no relinearization key".into());
@@ -224,8 +279,13 @@ impl Engine {
     /// # Errors
     /// [`ServiceError::InvalidRequest`] when the workload does not bootstrap, the sparse
     /// secret's weight is not the one it needs, or the keys were already uploaded.
-    pub fn set_encapsulation(&self, have: &mut KeySet, keys: Encapsulation) -> Result<()> {
-        match self.keys().encapsulation_weight {
+    pub fn set_encapsulation(
+        &self,
+        mode: SessionMode,
+        have: &mut KeySet,
+        keys: Encapsulation,
+    ) -> Result<()> {
+        match self.keys(mode)?.encapsulation_weight {
             None => invalid(format!(
                 "the {} workload needs no encapsulation keys",
                 self.name()
@@ -244,9 +304,9 @@ impl Engine {
         }
     }
 
-    /// Which needed keys `have` lacks.
-    pub fn key_status(&self, have: &KeySet) -> KeyStatus {
-        let need = self.keys();
+    /// Which keys a `mode` session holding `have` lacks.
+    pub fn key_status(&self, mode: SessionMode, have: &KeySet) -> KeyStatus {
+        let need = self.keys(mode).unwrap_or_default();
         let relinearization_missing = need.relinearization && have.evaluation.relin.is_none();
         let galois_missing: Vec<usize> = need
             .galois_elements
@@ -268,8 +328,8 @@ impl Engine {
     /// # Errors
     /// [`ServiceError::MissingKeys`] if keys are missing; an error of the model's
     /// bootstrapping circuit.
-    pub fn build(&self, keys: KeySet) -> Result<Context> {
-        let status = self.key_status(&keys);
+    pub fn build(&self, mode: SessionMode, keys: KeySet) -> Result<Context> {
+        let status = self.key_status(mode, &keys);
         if !status.ready {
             return Err(missing(status));
         }
@@ -278,20 +338,19 @@ impl Engine {
                 &self.params,
                 keys.evaluation,
             )))),
-            Workload::Model(m) => Ok(Context::Model(Box::new(ServerContext::new(
-                m.compiled(),
+            Workload::Model(m) => Ok(Context::Model(Box::new(m.context(
+                mode,
                 keys.evaluation,
                 keys.encapsulation,
             )?))),
         }
     }
 
-    /// Checks inputs against [`Self::input_shape`]: count, degree, level, slots and scale.
+    /// Checks inputs against `shape`: count, degree, level, slots and scale.
     ///
     /// # Errors
     /// [`ServiceError::InvalidRequest`] saying what differs.
-    pub fn check_inputs(&self, inputs: &[Ciphertext]) -> Result<()> {
-        let shape = self.input_shape();
+    pub fn check_inputs(&self, inputs: &[Ciphertext], shape: &InputShape) -> Result<()> {
         if inputs.len() != shape.ciphertexts {
             return invalid(format!(
                 "{} ciphertexts, expected {}",
@@ -333,7 +392,7 @@ impl Engine {
         ctx: &Context,
         inputs: Vec<Ciphertext>,
     ) -> Result<(Vec<Ciphertext>, Option<Report>)> {
-        self.check_inputs(&inputs)?;
+        self.check_inputs(&inputs, &self.input_shape())?;
         match (&self.workload, ctx) {
             (Workload::Probe(p), Context::Probe(eval)) => {
                 let be = HeBackend::new(&self.params, &self.encoder, eval);
@@ -347,8 +406,8 @@ impl Engine {
         }
     }
 
-    /// Runs one step: extends the session's encrypted cache and answers for the last position.
-    /// On error the cache is left as it was.
+    /// Runs one step: extends the session's encrypted cache and answers for the last position
+    /// (the model also answers the step's report). On error the cache is left as it was.
     ///
     /// # Errors
     /// Invalid inputs, a workload without steps, or an evaluation error.
@@ -356,33 +415,41 @@ impl Engine {
         &self,
         ctx: &Context,
         state: &mut EncryptedState,
-        inputs: &[Ciphertext],
-    ) -> Result<Vec<Ciphertext>> {
-        self.check_inputs(inputs)?;
+        inputs: Vec<Ciphertext>,
+    ) -> Result<(Vec<Ciphertext>, Option<Report>)> {
+        let shape = self.step_shape().ok_or_else(no_decoder)?;
+        self.check_inputs(&inputs, &shape)?;
+        let token = inputs.into_iter().next().ok_or_else(mismatch)?;
         match (&self.workload, ctx) {
             (Workload::Probe(p), Context::Probe(eval)) => {
                 let be = HeBackend::new(&self.params, &self.encoder, eval);
-                state.cache.push(p.project(&be, &inputs[0])?);
-                p.activate_mean(&be, &state.cache)
-                    .map(|out| vec![out])
-                    .map_err(|e| {
+                state.cache.push(p.project(&be, &token)?);
+                match p.activate_mean(&be, &state.cache) {
+                    Ok(out) => Ok((vec![out], None)),
+                    Err(e) => {
                         state.cache.pop();
-                        e.into()
-                    })
+                        Err(e.into())
+                    }
+                }
             }
-            (Workload::Model(_), Context::Model(_)) => {
-                invalid("the model workload has no step-wise generation yet".into())
+            (Workload::Model(m), Context::Model(server)) => {
+                let (out, report) = m.step(server, &mut state.kv, token)?;
+                Ok((out, Some(report)))
             }
             _ => Err(mismatch()),
         }
     }
 
-    /// Bytes one step adds to the encrypted state at most (for admission before running).
+    /// Bytes one step may add to the encrypted state (reserved before it runs, settled
+    /// after): one ciphertext at the input level for the probe; for the model, a key and a
+    /// value ciphertext per layer at the top level (a new cache ciphertext, or the growth of
+    /// an existing one).
     pub fn step_bytes(&self) -> u64 {
-        let shape = self.input_shape();
-        // Two polynomials of `level + 1` limbs of N residues (the projected step is one level
-        // lower, so this bounds it), plus the header and metadata.
-        (2 * (shape.level + 1) * self.params.ring().n() * 8 + 64) as u64
+        let ct = |level: usize| (2 * (level + 1) * self.params.ring().n() * 8 + 64) as u64;
+        match &self.workload {
+            Workload::Probe(_) => ct(self.input_shape().level),
+            Workload::Model(m) => 2 * m.spec().layers as u64 * ct(self.params.ring().max_level()),
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 //! N = 2^12 twin of the 128-bit bootstrapping chain; a client with its own copy of the
 //! directory uploads its keys in several parts, runs a batch of prompts and decrypts logits
 //! that match the `PolyModel` twin. Key uploads of other parameters, malformed, repeated or of
-//! the wrong weight are refused, and sessions never share keys.
+//! the wrong weight are refused, and sessions never share keys. Step-wise generation appends
+//! one encrypted token per `step` to the session's encrypted KV cache.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use psf_poly::{CalibrationOptions, Mode, ObservedRanges, PolyWeights, calibrate}
 use psf_service::frame::encode_ciphertexts;
 use psf_service::{
     Calibration, Client, Engine, Limits, ModelClient, ModelOptions, ModelWorkload, Server,
-    ServiceError,
+    ServiceError, SessionMode,
 };
 use tokio::sync::oneshot;
 
@@ -55,6 +56,7 @@ fn options() -> ModelOptions {
         batch: 4,
         log_n: 12,
         threads: 2,
+        max_len: Some(6),
     }
 }
 
@@ -179,13 +181,16 @@ async fn encrypted_model_round_trip_matches_the_poly_model() {
     // Client: its own copy of the model, keys, a session opened in several uploads.
     let (params, d, info2) = (s.params.clone(), dir.path().to_path_buf(), info.clone());
     let mc = tokio::task::spawn_blocking(move || {
-        ModelClient::open(&info2, &params, &d, Some(21)).unwrap()
+        ModelClient::open(&info2, &params, &d, SessionMode::Forward, Some(21)).unwrap()
     })
     .await
     .unwrap();
     let created = c.create_session(mc.keys()).await.unwrap();
     assert!(created.keys.ready, "{:?}", created.keys);
-    assert!(created.key_bytes > spec.evaluation_key_bytes + spec.encapsulation_key_bytes);
+    // The estimate counts full-level keys; keys limited to the levels they serve are smaller.
+    assert!(
+        created.key_bytes <= spec.evaluation_key_bytes + spec.encapsulation_key_bytes + (1 << 20)
+    );
     let id = created.session_id;
     assert_eq!(c.session(&id).await.unwrap().bytes, created.key_bytes);
     let metrics = c.metrics().await.unwrap();
@@ -224,7 +229,7 @@ async fn encrypted_model_round_trip_matches_the_poly_model() {
     // that session's keys only, and decrypt (with the first client's key) to garbage.
     let (params, d) = (s.params.clone(), dir.path().to_path_buf());
     let other = tokio::task::spawn_blocking(move || {
-        ModelClient::open(&info, &params, &d, Some(31)).unwrap()
+        ModelClient::open(&info, &params, &d, SessionMode::Forward, Some(31)).unwrap()
     })
     .await
     .unwrap();
@@ -346,5 +351,82 @@ async fn key_uploads_are_checked_and_sessions_do_not_share_keys() {
     );
     c.close_session(&a).await.unwrap();
     c.close_session(&b.session_id).await.unwrap();
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_wise_generation_with_the_encrypted_kv_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    write_model(dir.path());
+    let s = serve(dir.path(), Limits::default()).await;
+    let c = &s.client;
+    let info = c.info().await.unwrap();
+    let (params, d) = (s.params.clone(), dir.path().to_path_buf());
+    let mc = tokio::task::spawn_blocking(move || {
+        ModelClient::open(&info, &params, &d, SessionMode::Step, Some(41)).unwrap()
+    })
+    .await
+    .unwrap();
+    let max_len = mc.spec().step.as_ref().unwrap().client.layout.max_len;
+    let created = c
+        .create_session_with(mc.keys(), SessionMode::Step)
+        .await
+        .unwrap();
+    assert!(created.keys.ready && created.mode == SessionMode::Step);
+    let id = created.session_id;
+    // A step session runs steps only.
+    let cts = vec![mc.encrypt_token(1, Some(2)).unwrap()];
+    let e = c.forward(&id, &s.params, &cts).await.unwrap_err();
+    assert_eq!(code(&e), (400, "invalid_request".into()));
+
+    // A prompt of 3 tokens stepped in, then 3 tokens generated greedily and fed back; every
+    // step's logits against the PolyModel on the prefix.
+    let spec = psf_poly::PolySpec::from_file(dir.path().join("poly.json")).unwrap();
+    let poly = psf_poly::PolyModel::new(mc.weights().clone(), spec).unwrap();
+    let mut tokens = ids(3, 5);
+    let (mut want, mut have) = (Vec::new(), Vec::new());
+    for pos in 0..max_len {
+        let ct = mc
+            .encrypt_token(tokens[pos], Some(50 + pos as u64))
+            .unwrap();
+        let out = c.step(&id, &s.params, &[ct]).await.unwrap();
+        assert_eq!(out.result.cached_steps, Some(pos + 1));
+        let report = out.result.report.expect("the step's report");
+        assert_eq!(
+            report.bootstraps,
+            s.workload.decoder().unwrap().plan.bootstraps
+        );
+        let logits = mc.decrypt_step(&out.outputs).unwrap();
+        let prefix = &tokens[..=pos];
+        let twin = poly.forward_ids(prefix, Mode::Polynomial).unwrap();
+        want.push(twin.logits.row(pos).to_vec());
+        if pos + 1 >= tokens.len() {
+            let next = (0..logits.len())
+                .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+                .unwrap();
+            tokens.push(next as u32);
+        }
+        have.push(logits);
+    }
+    let (max, mse, top1) = compare(&want, &have);
+    eprintln!("{max_len} steps vs PolyModel: max abs error {max:.3e}, MSE {mse:.3e}, top-1 {top1}");
+    assert!(top1 == 1.0 && mse < 1e-6, "max {max} mse {mse} top1 {top1}");
+
+    // The cache is accounted, bounded by the decoder's length, emptied by reset and freed
+    // with the session.
+    let status = c.session(&id).await.unwrap();
+    assert_eq!(status.cached_steps, max_len);
+    let health = c.health().await.unwrap();
+    assert_eq!(health.sessions, 1);
+    let ct = mc.encrypt_token(tokens[0], Some(1)).unwrap();
+    let e = c.step(&id, &s.params, &[ct]).await.unwrap_err();
+    assert_eq!(code(&e), (409, "cache_full".into()));
+    let held = status.bytes;
+    let reset = c.reset(&id).await.unwrap();
+    assert_eq!(reset.cached_steps, 0);
+    assert!(reset.bytes < held, "{} < {held}", reset.bytes);
+    c.close_session(&id).await.unwrap();
+    let metrics = c.metrics().await.unwrap();
+    assert!(metrics.contains("psf_memory_used_bytes 0"), "{metrics}");
     s.shutdown().await;
 }
