@@ -24,6 +24,17 @@ fn encrypted_logits_match_the_twin_on_128_prompts() {
     let mut kgen = KeyGenerator::seeded(params.ring(), 11);
     let sk = kgen.gen_secret_key();
     let (keys, encap) = req.generate(&params, &mut kgen, &sk, Some(12)).unwrap();
+    // The circuit's own rotation keys are limited to the fresh level (the run below fails
+    // with a typed error if the circuit ever rotates above it).
+    assert!(!req.key_levels.is_empty());
+    req.check(&params, &keys).unwrap();
+    eprintln!(
+        "evaluation keys: {} rotations ({} limited to level {}), {:.1} MiB",
+        req.rotations.len(),
+        req.key_levels.len(),
+        m.fresh_level(&params),
+        keys.size_bytes() as f64 / (1 << 20) as f64
+    );
     let client = Client::new(ClientSpec::of(&m).unwrap(), &params).unwrap();
     let x = prompts(NEOX.d, batch, seq_len, 2);
     let mut enc = Encryptor::with_secret_key(&sk).seeded(13);

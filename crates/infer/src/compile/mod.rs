@@ -10,17 +10,18 @@
 
 pub mod decode;
 pub mod decode_maps;
+mod keys;
 pub mod weights;
+
+pub use keys::KeyRequirements;
+pub(crate) use keys::key_requirements_of;
 
 use std::collections::BTreeMap;
 
 use psf_approx::Chebyshev;
-use psf_circuits::bootstrap::Encapsulation;
+use psf_circuits::SimBackend;
 use psf_circuits::bootstrap::presets::{self, BootstrapPreset};
-use psf_circuits::{SimBackend, rotation_galois_elements};
-use psf_ckks::{
-    CkksParameters, EvaluationKeys, KeyGenerator, SecretKey, galois_element_for_conjugation,
-};
+use psf_ckks::CkksParameters;
 use serde::{Deserialize, Serialize};
 
 use crate::layout::Layout;
@@ -121,45 +122,6 @@ pub struct Plan {
     pub stages: usize,
 }
 
-/// The evaluation keys a client must generate for the server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyRequirements {
-    /// Relinearization key.
-    pub relinearization: bool,
-    /// Conjugation key (real-slot bootstrapping).
-    pub conjugation: bool,
-    /// Rotations (slot units), circuit and bootstrapping together, sorted.
-    pub rotations: Vec<i64>,
-    /// Their Galois elements (conjugation included), sorted.
-    pub galois_elements: Vec<usize>,
-    /// Hamming weight of the bootstrapping's ephemeral sparse secret (encapsulation keys).
-    pub encapsulation_weight: Option<usize>,
-}
-
-impl KeyRequirements {
-    /// Generates exactly these keys for secret `sk`: the evaluation keys (relinearization,
-    /// rotations, conjugation) and, when bootstrapping is needed, the encapsulation keys (their
-    /// sparse secret drawn from `encapsulation_seed` when given, for tests; from the OS
-    /// otherwise).
-    ///
-    /// # Errors
-    /// Key generation failures of the CKKS layer or of the bootstrapping keys.
-    pub fn generate(
-        &self,
-        params: &CkksParameters,
-        kgen: &mut KeyGenerator,
-        sk: &SecretKey,
-        encapsulation_seed: Option<u64>,
-    ) -> Result<(EvaluationKeys, Option<Encapsulation>)> {
-        let keys = EvaluationKeys::generate(kgen, sk, &self.rotations, self.conjugation)?;
-        let encapsulation = self
-            .encapsulation_weight
-            .map(|h| Encapsulation::generate(params, sk, h, encapsulation_seed))
-            .transpose()?;
-        Ok((keys, encapsulation))
-    }
-}
-
 /// A model compiled for one layout and parameter set.
 #[derive(Debug, Clone)]
 pub struct CompiledModel {
@@ -232,46 +194,15 @@ impl CompiledModel {
         params.ring().max_level() - self.preset.config.depth()
     }
 
-    /// The keys the server needs: relinearization, conjugation, the circuit's rotations and
-    /// the bootstrapping's, and the encapsulation keys.
+    /// The keys the server needs: relinearization, conjugation, the circuit's rotations
+    /// (limited to [`Self::fresh_level`]) and the bootstrapping's (full), and the
+    /// encapsulation keys.
     ///
     /// # Errors
     /// As [`psf_circuits::bootstrap::Bootstrapper::new`].
     pub fn key_requirements(&self) -> Result<KeyRequirements> {
         key_requirements_of(&self.preset, &self.plan.rotations)
     }
-}
-
-/// The keys of a circuit using `circuit_rotations` (outside bootstrapping) under `preset`:
-/// relinearization, conjugation, those rotations and the bootstrapping's, the encapsulation.
-pub(crate) fn key_requirements_of(
-    preset: &BootstrapPreset,
-    circuit_rotations: &[i64],
-) -> Result<KeyRequirements> {
-    let params = preset.params.try_build()?;
-    let boot = psf_circuits::bootstrap::Bootstrapper::new(&params, preset.config)?;
-    let mut rotations = circuit_rotations.to_vec();
-    rotations.extend(boot.rotations());
-    let slots = params.max_slots() as i64;
-    rotations = rotations
-        .into_iter()
-        .map(|r| r.rem_euclid(slots))
-        .filter(|&r| r != 0)
-        .collect();
-    rotations.sort_unstable();
-    rotations.dedup();
-    let log_n = params.ring().log_n();
-    let mut galois_elements = rotation_galois_elements(rotations.iter().copied(), log_n);
-    galois_elements.push(galois_element_for_conjugation(log_n));
-    galois_elements.sort_unstable();
-    galois_elements.dedup();
-    Ok(KeyRequirements {
-        relinearization: true,
-        conjugation: true,
-        rotations,
-        galois_elements,
-        encapsulation_weight: preset.config.ephemeral_weight,
-    })
 }
 
 pub(crate) fn compile_block(b: &crate::model::Block) -> Result<CompiledBlock> {

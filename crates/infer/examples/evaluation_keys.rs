@@ -1,0 +1,134 @@
+//! The evaluation keys of a compiled model directory (default `models/demo`, the `psformer
+//! demo` model): how many, their bytes with every key full and with the circuit's rotations
+//! limited to the fresh level (what `KeyRequirements::generate` makes), and, with
+//! `--generate`, the time to generate each set. Keys are generated one at a time and dropped,
+//! so the full set never sits in memory.
+//!
+//! ```text
+//! cargo run --release -p psf-infer --example evaluation_keys -- --model models/demo \
+//!     --seq-len 11 --generate
+//! ```
+//! `--seq-len` is the prompt length the model is compiled for (the demo's default prompt has
+//! 11 tokens); the calibration inputs are the embeddings of token ids `0..seq_len` (they set
+//! the refresh bounds only: rotations and levels do not depend on them).
+
+use std::time::Instant;
+
+use psf_ckks::{CkksParameters, KeyGenerator, SecretKey};
+use psf_infer::{CompileOptions, CompiledModel, KeyRequirements, ModelIr};
+use psf_poly::{PolyModel, PolySpec, PolyWeights};
+
+struct Args {
+    model: String,
+    seq_len: usize,
+    log_n: u32,
+    generate: bool,
+    threads: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        model: "models/demo".into(),
+        seq_len: 11,
+        log_n: 16,
+        generate: false,
+        threads: 2,
+    };
+    let v: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < v.len() {
+        let next = || v.get(i + 1).cloned().unwrap_or_default();
+        let num = || next().parse::<usize>().expect("a number");
+        match v[i].as_str() {
+            "--model" => a.model = next(),
+            "--seq-len" => a.seq_len = num(),
+            "--log-n" => a.log_n = num() as u32,
+            "--threads" => a.threads = num(),
+            "--generate" => {
+                a.generate = true;
+                i += 1;
+                continue;
+            }
+            other => panic!("unknown argument {other}"),
+        }
+        i += 2;
+    }
+    a
+}
+
+/// Generates the relinearization key and every Galois key of `req`, one at a time; returns
+/// (seconds, bytes).
+fn generate(req: &KeyRequirements, params: &CkksParameters, sk: &SecretKey) -> (f64, usize) {
+    let mut kgen = KeyGenerator::new(params.ring());
+    let t = Instant::now();
+    let mut bytes = kgen.gen_relinearization_key(sk).0.size_bytes();
+    for &g in &req.galois_elements {
+        let level = req.required_level(g, params);
+        bytes += kgen
+            .gen_galois_key_up_to(g, sk, level)
+            .expect("odd element, valid level")
+            .key
+            .size_bytes();
+    }
+    (t.elapsed().as_secs_f64(), bytes)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let a = args();
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads)
+        .build_global()?;
+    let weights = PolyWeights::from_dir(&a.model)?;
+    let spec = PolySpec::from_file(format!("{}/poly.json", a.model))?;
+    let poly = PolyModel::new(weights, spec)?;
+    let ir = ModelIr::from_poly(&poly)?;
+    let vocab = poly.weights().config.vocab_size as u32;
+    let ids: Vec<u32> = (0..a.seq_len as u32).map(|i| i % vocab).collect();
+    let emb = poly.weights().embed(&ids)?;
+    let calibration = vec![(0..emb.rows).map(|i| emb.row(i).to_vec()).collect()];
+    let opts = CompileOptions::for_log_n(a.seq_len, 1, a.log_n, calibration);
+    let m = CompiledModel::compile(&ir, &opts)?;
+    let params = m.params()?;
+    let limited = m.key_requirements()?;
+    let full = KeyRequirements {
+        key_levels: Default::default(),
+        ..limited.clone()
+    };
+    let ring = params.ring();
+    let mib = |b: usize| b as f64 / (1u64 << 20) as f64;
+    println!(
+        "{} (N = 2^{}, {} Q primes, {} P primes, dnum {}): {} rotations + conjugation, {} \
+         limited to the fresh level {} of {}",
+        ring.name(),
+        ring.log_n(),
+        ring.q().len(),
+        ring.p().len(),
+        ring.dnum(),
+        limited.rotations.len(),
+        limited.key_levels.len(),
+        m.fresh_level(&params),
+        ring.max_level()
+    );
+    let (fb, lb) = (
+        full.key_material_bytes(&params),
+        limited.key_material_bytes(&params),
+    );
+    println!(
+        "evaluation keys (relinearization + Galois): all full {:.0} MiB, limited {:.0} MiB ({:.1} %)",
+        mib(fb),
+        mib(lb),
+        100.0 * lb as f64 / fb as f64
+    );
+    if a.generate {
+        let sk = KeyGenerator::new(ring).gen_secret_key();
+        for (name, req) in [("all full", &full), ("limited", &limited)] {
+            let (s, bytes) = generate(req, &params, &sk);
+            println!(
+                "generation ({name}, {} threads): {s:.1} s, {:.0} MiB",
+                a.threads,
+                mib(bytes)
+            );
+        }
+    }
+    Ok(())
+}
