@@ -6,10 +6,10 @@
 //!
 //! ```text
 //! cargo run --release -p psf-infer --example evaluation_keys -- --model models/demo \
-//!     --seq-len 11 --generate
+//!     --seq-len 12 --generate
 //! ```
 //! `--seq-len` is the prompt length the model is compiled for (the demo's default prompt has
-//! 11 tokens); the calibration inputs are the embeddings of token ids `0..seq_len` (they set
+//! 12 tokens); the calibration inputs are the embeddings of token ids `0..seq_len` (they set
 //! the refresh bounds only: rotations and levels do not depend on them).
 
 use std::time::Instant;
@@ -29,7 +29,7 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         model: "models/demo".into(),
-        seq_len: 11,
+        seq_len: 12,
         log_n: 16,
         generate: false,
         threads: 2,

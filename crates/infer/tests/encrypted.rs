@@ -24,12 +24,13 @@ fn encrypted_logits_match_the_twin_on_128_prompts() {
     let mut kgen = KeyGenerator::seeded(params.ring(), 11);
     let sk = kgen.gen_secret_key();
     let (keys, encap) = req.generate(&params, &mut kgen, &sk, Some(12)).unwrap();
-    // The circuit's own rotation keys are limited to the fresh level (the run below fails
-    // with a typed error if the circuit ever rotates above it).
+    // The circuit's own rotation keys are limited to the fresh level and SlotsToCoeffs's to
+    // its levels (the run below fails with a typed error if anything rotates above them).
     assert!(!req.key_levels.is_empty());
     req.check(&params, &keys).unwrap();
     eprintln!(
-        "evaluation keys: {} rotations ({} limited to level {}), {:.1} MiB",
+        "evaluation keys: {} rotations ({} limited below the top level; the circuit's to {}), \
+         {:.1} MiB",
         req.rotations.len(),
         req.key_levels.len(),
         m.fresh_level(&params),

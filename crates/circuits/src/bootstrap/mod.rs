@@ -141,6 +141,29 @@ impl Bootstrapper {
         r
     }
 
+    /// Each rotation of [`Self::rotations`] with the highest level the circuit rotates by it
+    /// at: the top level for ModRaise's sub-sums and CoeffsToSlots, the input level of its
+    /// stage for SlotsToCoeffs (every stage rotates at exactly its level), so a key limited to
+    /// that level serves. Sorted by rotation.
+    pub fn rotation_levels(&self) -> Vec<(i64, usize)> {
+        let top = self.params.ring().max_level();
+        let mut levels = std::collections::BTreeMap::new();
+        let stages = self.cts.iter().chain(&self.stc);
+        let uses = stages
+            .flat_map(|s| {
+                s.plan()
+                    .rotations()
+                    .map(|r| (r, s.level()))
+                    .collect::<Vec<_>>()
+            })
+            .chain(self.sub_sum_rotations().into_iter().map(|r| (r, top)));
+        for (r, level) in uses.filter(|&(r, _)| r != 0) {
+            let e = levels.entry(r).or_insert(level);
+            *e = (*e).max(level);
+        }
+        levels.into_iter().collect()
+    }
+
     fn slots(&self) -> usize {
         1 << self.config.log_slots
     }

@@ -3,11 +3,13 @@
 //! Ciphertexts of the circuit (outside bootstrapping) never sit above the fresh level: the
 //! client encrypts there and bootstrapping returns there. So the keys of the circuit's own
 //! rotations are limited to that level (`Q_0..Q_fresh ++ P`, the digits covering
-//! `Q_0..Q_fresh`: about 30 % of a full key on the 128-bit bootstrapping set); the
-//! bootstrapping's rotations, its conjugation and the relinearization key stay full, and a
-//! rotation both use is full.
+//! `Q_0..Q_fresh`: about 30 % of a full key on the 128-bit bootstrapping set). The
+//! bootstrapping's rotations are limited to the level each runs at (CoeffsToSlots and the
+//! sub-sums at the top: full; SlotsToCoeffs below EvalMod), its conjugation and the
+//! relinearization key stay full, and a rotation used in several places gets the highest
+//! level.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use psf_circuits::bootstrap::Encapsulation;
 use psf_circuits::bootstrap::presets::BootstrapPreset;
@@ -171,8 +173,12 @@ fn check_level(key_level: usize, level: usize) -> Result<()> {
 
 /// The keys of a circuit using `circuit_rotations` (outside bootstrapping) under `preset`:
 /// relinearization, conjugation, the circuit's rotations limited to the fresh level (where
-/// bootstrapping returns and inputs are encrypted: the circuit never runs above it) and the
-/// bootstrapping's full, the encapsulation.
+/// bootstrapping returns and inputs are encrypted: the circuit never runs above it), the
+/// bootstrapping's at the levels it rotates at ([`Bootstrapper::rotation_levels`]: full for
+/// CoeffsToSlots, SlotsToCoeffs's level for its own), each key at the highest level any use
+/// needs; the encapsulation.
+///
+/// [`Bootstrapper::rotation_levels`]: psf_circuits::bootstrap::Bootstrapper::rotation_levels
 pub(crate) fn key_requirements_of(
     preset: &BootstrapPreset,
     circuit_rotations: &[i64],
@@ -180,17 +186,23 @@ pub(crate) fn key_requirements_of(
     let params = preset.params.try_build()?;
     let boot = psf_circuits::bootstrap::Bootstrapper::new(&params, preset.config)?;
     let slots = params.max_slots() as i64;
-    let normal = |r: &i64| Some(r.rem_euclid(slots)).filter(|&r| r != 0);
-    let boot_rotations: BTreeSet<i64> = boot.rotations().iter().filter_map(normal).collect();
-    let circuit: BTreeSet<i64> = circuit_rotations.iter().filter_map(normal).collect();
-    let rotations: Vec<i64> = boot_rotations.union(&circuit).copied().collect();
-    let log_n = params.ring().log_n();
-    let (top, fresh) = (params.ring().max_level(), boot.output_level());
-    let key_levels = circuit
-        .difference(&boot_rotations)
-        .map(|&r| (galois_element_for_rotation(r, log_n), fresh))
-        .filter(|&(_, l)| l < top)
+    let fresh = boot.output_level();
+    let uses =
+        (boot.rotation_levels().into_iter()).chain(circuit_rotations.iter().map(|&r| (r, fresh)));
+    let mut levels: BTreeMap<i64, usize> = BTreeMap::new();
+    for (r, level) in uses {
+        let r = r.rem_euclid(slots);
+        if r != 0 {
+            let e = levels.entry(r).or_insert(level);
+            *e = (*e).max(level);
+        }
+    }
+    let (log_n, top) = (params.ring().log_n(), params.ring().max_level());
+    let key_levels = (levels.iter())
+        .filter(|&(_, &l)| l < top)
+        .map(|(&r, &l)| (galois_element_for_rotation(r, log_n), l))
         .collect();
+    let rotations: Vec<i64> = levels.into_keys().collect();
     let mut galois_elements: Vec<usize> = rotations
         .iter()
         .map(|&r| galois_element_for_rotation(r, log_n))
@@ -320,29 +332,44 @@ mod tests {
         assert_eq!(a.union(c).key_levels, BTreeMap::from([(g(1), 5)]));
     }
 
-    /// The bootstrapping's rotations stay full; the circuit's own are limited to the level
-    /// bootstrapping returns to; one both use is full.
+    /// The bootstrapping's rotations keep the level they run at (full for CoeffsToSlots,
+    /// lower for SlotsToCoeffs); the circuit's own are limited to the level bootstrapping
+    /// returns to; a rotation used by both gets the higher level.
     #[test]
     fn circuit_rotations_are_limited_to_the_fresh_level() {
         let preset = presets::for_log_n(12);
         let params = preset.params.try_build().unwrap();
         let boot = psf_circuits::bootstrap::Bootstrapper::new(&params, preset.config).unwrap();
-        let shared = boot.rotations()[0];
-        let own = (1..).find(|r| !boot.rotations().contains(r)).unwrap();
-        let req = key_requirements_of(&preset, &[own, shared, -own]).unwrap();
-        let log_n = params.ring().log_n();
+        let boot_levels: BTreeMap<i64, usize> = boot.rotation_levels().into_iter().collect();
+        let top = params.ring().max_level();
         let fresh = boot.output_level();
+        // CoeffsToSlots rotates at its stages' levels from the top down; SlotsToCoeffs right
+        // after EvalMod, down to one level above the fresh level.
+        let cts = (top + 1 - preset.config.cts_levels)..=top;
+        let stc_top = top - preset.config.cts_levels - preset.config.eval_mod.depth();
+        let stc_levels = (fresh + 1)..=stc_top;
+        assert!(
+            (boot_levels.values()).all(|l| cts.contains(l) || stc_levels.contains(l)),
+            "{boot_levels:?}"
+        );
+        assert!(boot_levels.values().any(|l| stc_levels.contains(l)));
+        let stc = *boot_levels
+            .iter()
+            .find(|(_, l)| stc_levels.contains(l))
+            .unwrap()
+            .0;
+        let own = (1..).find(|r| !boot_levels.contains_key(r)).unwrap();
+        let req = key_requirements_of(&preset, &[own, stc, -own]).unwrap();
+        let log_n = params.ring().log_n();
         let slots = params.max_slots() as i64;
         let level = |r: i64| req.required_level(galois_element_for_rotation(r, log_n), &params);
-        assert_eq!(level(own), fresh);
-        assert_eq!(level(slots - own), fresh);
-        assert_eq!(level(shared), params.ring().max_level());
-        assert_eq!(req.key_levels.len(), 2);
-        assert!(
-            boot.rotations()
-                .iter()
-                .all(|&r| level(r) == params.ring().max_level())
-        );
+        assert_eq!((level(own), level(slots - own)), (fresh, fresh));
+        assert_eq!(level(stc), boot_levels[&stc].max(fresh));
+        for (&r, &l) in &boot_levels {
+            assert_eq!(level(r.rem_euclid(slots)), l, "rotation {r}");
+        }
         assert!(req.rotations.contains(&(slots - own)));
+        let conj = galois_element_for_conjugation(log_n);
+        assert_eq!(req.required_level(conj, &params), top);
     }
 }
