@@ -405,38 +405,53 @@ async fn generate(args: &InferArgs, dir: &Path) -> anyhow::Result<()> {
         mc.weights().clone(),
         psf_poly::PolySpec::from_file(dir.join("poly.json"))?,
     )?;
-    let (mut agree, mut worst, mut server_s) = (0usize, 0.0f64, 0.0f64);
+    let (mut agree, mut worst, mut server_s, mut answers) = (0usize, 0.0f64, 0.0f64, 0usize);
     let t = Instant::now();
-    for pos in 0..total {
-        let ct = mc.encrypt_token(tokens[pos], None)?;
-        let out = c.step(&created.session_id, &params, &[ct]).await?;
+    let mut pos = 0;
+    while pos < total {
+        // The prompt goes in as one job (a prefill, up to the server's batch limit), each
+        // generated token as its own step.
+        let take = match pos < tokens.len() {
+            true => (tokens.len() - pos).min(info.limits.max_batch),
+            false => 1,
+        };
+        let cts = tokens[pos..pos + take]
+            .iter()
+            .map(|&tok| mc.encrypt_token(tok, None))
+            .collect::<psf_service::Result<Vec<_>>>()?;
+        let out = c.step(&created.session_id, &params, &cts).await?;
+        pos += take;
         server_s += out.result.seconds;
         let logits = mc.decrypt_step(&out.outputs)?;
-        let twin = poly.forward_ids(&tokens[..=pos], psf_poly::Mode::Polynomial)?;
-        let want = twin.logits.row(pos);
+        let twin = poly.forward_ids(&tokens[..pos], psf_poly::Mode::Polynomial)?;
+        let want = twin.logits.row(pos - 1);
         let (top, twin_top) = (top_k(&tk, &logits, 1), top_k(&tk, want, 1));
         agree += usize::from(top.first().map(|t| &t.0) == twin_top.first().map(|t| &t.0));
+        answers += 1;
         worst = want
             .iter()
             .zip(&logits)
             .map(|(a, b)| (a - b).abs())
             .fold(worst, f64::max);
-        if pos + 1 >= tokens.len() && pos + 1 < total {
+        if pos >= tokens.len() && pos < total {
             let next = (0..logits.len())
                 .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
                 .unwrap_or(0);
             tokens.push(next as u32);
         }
-        eprintln!("step {pos}: {:.1} s on the server", out.result.seconds);
+        eprintln!(
+            "{take} token(s) to position {}: {:.1} s on the server",
+            pos - 1,
+            out.result.seconds
+        );
     }
     c.close_session(&created.session_id).await?;
     let text = psf_model::data::tokenizer::decode(&tk, &tokens)?;
     println!("{text}");
     println!(
-        "{} steps on {}: same top-1 as the PolyModel in {agree}/{total}, max |logit error| \
-         {worst:.2e}; keygen {t_keys:.1} s, key upload {t_upload:.1} s ({:.2} GiB), steps \
-         {:.1} s ({server_s:.1} s on the server)",
-        total,
+        "{total} positions on {}: same top-1 as the PolyModel in {agree}/{answers} answers, \
+         max |logit error| {worst:.2e}; keygen {t_keys:.1} s, key upload {t_upload:.1} s \
+         ({:.2} GiB), steps {:.1} s ({server_s:.1} s on the server)",
         params.ring().name(),
         created.key_bytes as f64 / f64::from(1 << 30),
         t.elapsed().as_secs_f64()

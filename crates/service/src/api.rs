@@ -93,9 +93,13 @@ pub struct JobResult {
     pub seconds: f64,
     /// Steps in the session's encrypted cache after a `step`.
     pub cached_steps: Option<usize>,
-    /// The encrypted forward pass's latency report (per component and primitive class), for
-    /// the `model` workload.
+    /// The latency report (per component and primitive class) of the model's forward pass,
+    /// or of its last step.
     pub report: Option<psf_infer::Report>,
+    /// The reports of the earlier steps of a step job with several tokens (a prompt's
+    /// prefill), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_steps: Vec<psf_infer::Report>,
 }
 
 /// What the inputs of one job must look like.

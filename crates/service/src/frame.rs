@@ -254,6 +254,7 @@ mod tests {
             seconds: 1.5,
             cached_steps: None,
             report: Some(psf_infer::Report::default()),
+            earlier_steps: vec![psf_infer::Report::default()],
         };
         let bytes = encode_result(&result, &cts).unwrap();
         let (back, outs) = decode_result(&bytes, &params, 4).unwrap();

@@ -86,6 +86,7 @@ pub fn seeds() -> Result<Vec<(&'static str, Vec<u8>)>> {
         seconds: 0.5,
         cached_steps: None,
         report: None,
+        earlier_steps: Vec::new(),
     };
     Ok(vec![
         ("parameters", params.to_bytes()),

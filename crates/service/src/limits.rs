@@ -5,10 +5,11 @@
 //! (`max_concurrent_uploads x max_key_bytes + (max_concurrent_jobs + max_queued_jobs) x
 //! max_input_bytes`) plus the working memory of the running jobs.
 //!
-//! Sizes at 128-bit N = 2^16 (`N16_QP1765_BOOT_128BIT`): one switching key is ~137 MiB, so a
-//! model's key set is ~14 GiB for ~100 rotations (the demo model) and ~25 GiB for 181
-//! (Pythia-70M shape), plus ~4.4 GiB of encoded bootstrapping diagonals per session. Clients
-//! upload key sets in parts of at most `max_key_bytes`.
+//! Sizes at 128-bit N = 2^16 (`N16_QP1765_BOOT_128BIT`, measured on the demo model, see
+//! SERVICE.md): one full switching key is 137.7 MiB; a forward session of the demo model needs
+//! 134 of them (18.3 GiB, less where keys are limited to their levels) and 4.40 GiB of encoded
+//! bootstrapping diagonals, a step session 40 (5.5 GiB) and 0.84 GiB. Clients upload key sets
+//! in parts of at most `max_key_bytes`.
 
 use serde::{Deserialize, Serialize};
 
@@ -44,7 +45,7 @@ pub struct Limits {
 
 impl Default for Limits {
     /// Sized for 128-bit parameters at N = 2^16 on one machine of ~128 GiB: uploads of 1 GiB
-    /// (7 keys), 64 GiB for sessions (three or four model sessions of ~18 GiB).
+    /// (7 keys), 64 GiB for sessions (three forward sessions of the demo model).
     fn default() -> Self {
         Self {
             max_sessions: 16,

@@ -108,11 +108,12 @@ pub struct ModelSpec {
     pub step: Option<StepFacts>,
     /// Logit ciphertexts a job answers.
     pub output_ciphertexts: usize,
-    /// Bootstrap sites of a forward pass, and ciphertexts refreshed there in total.
+    /// Bootstrap sites of a forward pass.
     pub bootstrap_sites: usize,
     /// Ciphertexts refreshed in a forward pass.
     pub bootstrapped_ciphertexts: usize,
-    /// Bytes of the encoded evaluation keys (relinearization and Galois keys).
+    /// Bytes of the encoded evaluation keys (relinearization and Galois keys) at full level:
+    /// an upper bound (keys limited to the level they serve are smaller).
     pub evaluation_key_bytes: u64,
     /// Bytes of the encoded encapsulation keys.
     pub encapsulation_key_bytes: u64,
@@ -133,7 +134,7 @@ pub struct StepFacts {
     pub keys: psf_infer::KeyRequirements,
     /// Bootstrap sites of one step.
     pub bootstrap_sites: usize,
-    /// Bytes of the encoded evaluation keys.
+    /// Bytes of the encoded evaluation keys at full level (an upper bound).
     pub evaluation_key_bytes: u64,
     /// Bytes of the encoded encapsulation keys.
     pub encapsulation_key_bytes: u64,
@@ -452,24 +453,32 @@ impl ModelWorkload {
         )?)
     }
 
-    /// One step of generation: `token` (one ciphertext in the step layout) appended to the
-    /// session's KV cache (created at the first step), the logits of its position and the
-    /// step's report. On error the cache is unchanged.
+    /// Steps of generation: `tokens` (ciphertexts in the step layout, one per token) appended
+    /// to the session's KV cache (created at the first step); the logits of the last one's
+    /// position and the report of every step. Several tokens (a prompt) run as a prefill: the
+    /// LM head only at the last. A failing single step leaves the cache unchanged; a failing
+    /// prefill keeps the tokens before the failing one.
     ///
     /// # Errors
-    /// No decoder, or as `psf_infer::runtime::decode::step`.
+    /// No decoder, or as `psf_infer::runtime::decode::step` and `prefill`.
     pub fn step(
         &self,
         server: &ServerContext,
         cache: &mut Option<KvCache>,
-        token: Ciphertext,
-    ) -> Result<(Vec<Ciphertext>, Report)> {
+        mut tokens: Vec<Ciphertext>,
+    ) -> Result<(Vec<Ciphertext>, Vec<Report>)> {
         let dec = self.decoder.as_ref().ok_or_else(no_decoder)?;
         let progress = |p: &Progress| log_progress("step", p);
         let opts = self.run_options(&progress);
         let cache = cache.get_or_insert_with(|| KvCache::new(dec));
-        Ok(psf_infer::runtime::decode::step(
-            dec, server, cache, token, &opts,
+        if tokens.len() == 1
+            && let Some(token) = tokens.pop()
+        {
+            let (out, report) = psf_infer::runtime::decode::step(dec, server, cache, token, &opts)?;
+            return Ok((out, vec![report]));
+        }
+        Ok(psf_infer::runtime::decode::prefill(
+            dec, server, cache, tokens, &opts,
         )?)
     }
 }

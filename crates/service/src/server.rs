@@ -25,7 +25,7 @@ use crate::api::{Health, JobResult, ServerInfo, SessionMode, SessionStatus};
 use crate::jobs::JobPool;
 use crate::metrics::{Gauges, Metrics};
 use crate::session::{Session, SessionStore, short_id};
-use crate::workload::Engine;
+use crate::workload::{Context, Engine};
 use crate::{Limits, Result, ServiceError, frame, keys};
 
 /// Shared state of a running server.
@@ -413,25 +413,12 @@ async fn run_job(
     let session = state.store.get(id)?;
     let limit = state.limits.max_input_bytes;
     let bytes = read_body(state, headers, body, "ciphertext batch", limit).await?;
-    let reserved = match kind {
-        JobKind::Forward => 0,
-        JobKind::Step => state.engine.step_bytes(),
-    };
-    state.store.reserve(reserved)?;
     let (engine, store, s) = (state.engine.clone(), state.store.clone(), session.clone());
-    let (max_batch, max_steps) = (state.limits.max_batch, state.limits.max_cache_steps);
+    let limits = state.limits.clone();
     let t = Instant::now();
     let out = state
         .jobs
-        .run(move || {
-            let result = job(
-                &engine, &s, &bytes, kind, max_batch, max_steps, &store, reserved,
-            );
-            if result.is_err() {
-                store.release(reserved);
-            }
-            result
-        })
+        .run(move || job(&engine, &s, &bytes, kind, &limits, &store))
         .await?;
     let name = kind.name();
     state.metrics.job_ok(name, t.elapsed().as_secs_f64());
@@ -447,54 +434,71 @@ async fn run_job(
     Ok(out)
 }
 
-/// The blocking part of a job: decode, evaluate, encode. For a step, the reservation is
-/// settled against what the cache grew by.
-#[allow(clippy::too_many_arguments)]
+/// The blocking part of a job: decode, evaluate, encode.
 fn job(
     engine: &Engine,
     session: &Session,
     bytes: &[u8],
     kind: JobKind,
-    max_batch: usize,
-    max_steps: usize,
+    limits: &Limits,
     store: &SessionStore,
-    reserved: u64,
 ) -> Result<Vec<u8>> {
     let t = Instant::now();
     engine.check_mode(session.mode(), kind.name())?;
-    let inputs = frame::decode_ciphertexts(bytes, engine.params(), 1, max_batch)?;
+    let inputs = frame::decode_ciphertexts(bytes, engine.params(), 1, limits.max_batch)?;
     let ctx = keys::context(engine, store, session)?;
-    let (outputs, report, cached_steps) = match kind {
+    let (outputs, mut reports, cached_steps) = match kind {
         JobKind::Forward => {
             let (out, report) = engine.forward(&ctx, inputs)?;
-            (out, report, None)
+            (out, report.into_iter().collect(), None)
         }
         JobKind::Step => {
-            let mut state = session.try_state()?;
-            if session.is_closed() {
-                return Err(ServiceError::UnknownSession {
-                    id: short_id(session.id()),
-                });
-            }
-            let limit = engine.max_steps().map_or(max_steps, |m| m.min(max_steps));
-            if state.steps() >= limit {
-                return Err(ServiceError::CacheFull {
-                    steps: state.steps(),
-                    limit,
-                });
-            }
-            let before = state.bytes();
-            let (out, report) = engine.step(&ctx, &mut state, inputs)?;
-            store.settle(reserved, before, state.bytes());
-            (out, report, Some(state.steps()))
+            let (out, reports, steps) = run_steps(engine, session, inputs, limits, store, &ctx)?;
+            (out, reports, Some(steps))
         }
     };
     session.job_done();
+    let report = reports.pop();
     let result = JobResult {
         kind: kind.name().into(),
         seconds: t.elapsed().as_secs_f64(),
         cached_steps,
         report,
+        earlier_steps: reports,
     };
     frame::encode_result(&result, &outputs)
+}
+
+/// A step job: the cache's growth is reserved first (a bound per token) and settled against
+/// what it really grew by, whether the step succeeded or not.
+fn run_steps(
+    engine: &Engine,
+    session: &Session,
+    inputs: Vec<psf_ckks::Ciphertext>,
+    limits: &Limits,
+    store: &SessionStore,
+    ctx: &Context,
+) -> Result<(Vec<psf_ckks::Ciphertext>, Vec<psf_infer::Report>, usize)> {
+    let mut state = session.try_state()?;
+    if session.is_closed() {
+        return Err(ServiceError::UnknownSession {
+            id: short_id(session.id()),
+        });
+    }
+    let limit = engine
+        .max_steps()
+        .map_or(limits.max_cache_steps, |m| m.min(limits.max_cache_steps));
+    if state.steps() + inputs.len() > limit {
+        return Err(ServiceError::CacheFull {
+            steps: state.steps(),
+            limit,
+        });
+    }
+    let reserved = engine.step_bytes() * inputs.len() as u64;
+    store.reserve(reserved)?;
+    let before = state.bytes();
+    let result = engine.step(ctx, &mut state, inputs);
+    store.settle(reserved, before, state.bytes());
+    let (out, reports) = result?;
+    Ok((out, reports, state.steps()))
 }

@@ -406,8 +406,10 @@ impl Engine {
         }
     }
 
-    /// Runs one step: extends the session's encrypted cache and answers for the last position
-    /// (the model also answers the step's report). On error the cache is left as it was.
+    /// Runs steps: extends the session's encrypted cache by the inputs (one for the probe,
+    /// one or more tokens for the model) and answers for the last position, with the reports
+    /// of the model's steps. On error the probe's cache is left as it was (the model's as
+    /// [`ModelWorkload::step`] says).
     ///
     /// # Errors
     /// Invalid inputs, a workload without steps, or an evaluation error.
@@ -416,16 +418,16 @@ impl Engine {
         ctx: &Context,
         state: &mut EncryptedState,
         inputs: Vec<Ciphertext>,
-    ) -> Result<(Vec<Ciphertext>, Option<Report>)> {
+    ) -> Result<(Vec<Ciphertext>, Vec<Report>)> {
         let shape = self.step_shape().ok_or_else(no_decoder)?;
-        self.check_inputs(&inputs, &shape)?;
-        let token = inputs.into_iter().next().ok_or_else(mismatch)?;
         match (&self.workload, ctx) {
             (Workload::Probe(p), Context::Probe(eval)) => {
+                self.check_inputs(&inputs, &shape)?;
+                let token = inputs.into_iter().next().ok_or_else(mismatch)?;
                 let be = HeBackend::new(&self.params, &self.encoder, eval);
                 state.cache.push(p.project(&be, &token)?);
                 match p.activate_mean(&be, &state.cache) {
-                    Ok(out) => Ok((vec![out], None)),
+                    Ok(out) => Ok((vec![out], Vec::new())),
                     Err(e) => {
                         state.cache.pop();
                         Err(e.into())
@@ -433,8 +435,10 @@ impl Engine {
                 }
             }
             (Workload::Model(m), Context::Model(server)) => {
-                let (out, report) = m.step(server, &mut state.kv, token)?;
-                Ok((out, Some(report)))
+                for ct in &inputs {
+                    self.check_inputs(std::slice::from_ref(ct), &shape)?;
+                }
+                m.step(server, &mut state.kv, inputs)
             }
             _ => Err(mismatch()),
         }

@@ -379,37 +379,48 @@ async fn step_wise_generation_with_the_encrypted_kv_cache() {
     let e = c.forward(&id, &s.params, &cts).await.unwrap_err();
     assert_eq!(code(&e), (400, "invalid_request".into()));
 
-    // A prompt of 3 tokens stepped in, then 3 tokens generated greedily and fed back; every
-    // step's logits against the PolyModel on the prefix.
+    // A prompt of 3 tokens in one step job (a prefill: the LM head only at the last), then 3
+    // tokens generated greedily and fed back one step at a time; the logits of each answered
+    // position against the PolyModel on the prefix.
     let spec = psf_poly::PolySpec::from_file(dir.path().join("poly.json")).unwrap();
     let poly = psf_poly::PolyModel::new(mc.weights().clone(), spec).unwrap();
+    let argmax = |v: &[f64]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
     let mut tokens = ids(3, 5);
     let (mut want, mut have) = (Vec::new(), Vec::new());
-    for pos in 0..max_len {
-        let ct = mc
-            .encrypt_token(tokens[pos], Some(50 + pos as u64))
-            .unwrap();
-        let out = c.step(&id, &s.params, &[ct]).await.unwrap();
-        assert_eq!(out.result.cached_steps, Some(pos + 1));
+    let mut pos = 0;
+    while pos < max_len {
+        let batch: Vec<u32> = if pos == 0 {
+            tokens.clone()
+        } else {
+            vec![tokens[pos]]
+        };
+        let cts: Vec<_> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| mc.encrypt_token(t, Some(50 + (pos + i) as u64)).unwrap())
+            .collect();
+        let out = c.step(&id, &s.params, &cts).await.unwrap();
+        pos += batch.len();
+        assert_eq!(out.result.cached_steps, Some(pos));
+        assert_eq!(out.result.earlier_steps.len(), batch.len() - 1);
         let report = out.result.report.expect("the step's report");
         assert_eq!(
             report.bootstraps,
             s.workload.decoder().unwrap().plan.bootstraps
         );
         let logits = mc.decrypt_step(&out.outputs).unwrap();
-        let prefix = &tokens[..=pos];
-        let twin = poly.forward_ids(prefix, Mode::Polynomial).unwrap();
-        want.push(twin.logits.row(pos).to_vec());
-        if pos + 1 >= tokens.len() {
-            let next = (0..logits.len())
-                .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
-                .unwrap();
-            tokens.push(next as u32);
+        let twin = poly.forward_ids(&tokens[..pos], Mode::Polynomial).unwrap();
+        want.push(twin.logits.row(pos - 1).to_vec());
+        if pos < max_len {
+            tokens.push(argmax(&logits) as u32);
         }
         have.push(logits);
     }
     let (max, mse, top1) = compare(&want, &have);
-    eprintln!("{max_len} steps vs PolyModel: max abs error {max:.3e}, MSE {mse:.3e}, top-1 {top1}");
+    eprintln!(
+        "{} answers over {max_len} positions vs PolyModel: max abs error {max:.3e}, MSE {mse:.3e}, top-1 {top1}",
+        want.len()
+    );
     assert!(top1 == 1.0 && mse < 1e-6, "max {max} mse {mse} top1 {top1}");
 
     // The cache is accounted, bounded by the decoder's length, emptied by reset and freed
