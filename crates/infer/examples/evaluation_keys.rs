@@ -96,18 +96,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let ring = params.ring();
     let mib = |b: usize| b as f64 / (1u64 << 20) as f64;
+    let top = ring.max_level();
+    let mut by_level = std::collections::BTreeMap::new();
+    for &g in &limited.galois_elements {
+        *by_level
+            .entry(limited.required_level(g, &params))
+            .or_insert(0) += 1;
+    }
+    let histogram: Vec<String> = (by_level.iter())
+        .map(|(l, n)| {
+            format!(
+                "{n} at {}",
+                if *l == top {
+                    "top".into()
+                } else {
+                    l.to_string()
+                }
+            )
+        })
+        .collect();
     println!(
-        "{} (N = 2^{}, {} Q primes, {} P primes, dnum {}): {} rotations + conjugation, {} \
-         limited to the fresh level {} of {}",
+        "{} (N = 2^{}, {} Q primes, {} P primes, dnum {}): {} rotations + conjugation; fresh \
+         level {} of {}; Galois keys by level: {}",
         ring.name(),
         ring.log_n(),
         ring.q().len(),
         ring.p().len(),
         ring.dnum(),
         limited.rotations.len(),
-        limited.key_levels.len(),
         m.fresh_level(&params),
-        ring.max_level()
+        top,
+        histogram.join(", ")
     );
     let (fb, lb) = (
         full.key_material_bytes(&params),
