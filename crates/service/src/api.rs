@@ -48,6 +48,10 @@ pub struct KeyRequirements {
     /// the workload bootstraps.
     #[serde(default)]
     pub encapsulation_weight: Option<usize>,
+    /// The level a Galois element's key must reach, for keys that may be limited below the
+    /// top level (the others must be full).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub key_levels: std::collections::BTreeMap<usize, usize>,
 }
 
 /// What a session is opened for.

@@ -112,8 +112,8 @@ pub struct ModelSpec {
     pub bootstrap_sites: usize,
     /// Ciphertexts refreshed in a forward pass.
     pub bootstrapped_ciphertexts: usize,
-    /// Bytes of the encoded evaluation keys (relinearization and Galois keys) at full level:
-    /// an upper bound (keys limited to the level they serve are smaller).
+    /// Bytes of the encoded evaluation keys (relinearization and Galois keys, each limited to
+    /// the level it serves where the circuit allows).
     pub evaluation_key_bytes: u64,
     /// Bytes of the encoded encapsulation keys.
     pub encapsulation_key_bytes: u64,
@@ -134,7 +134,7 @@ pub struct StepFacts {
     pub keys: psf_infer::KeyRequirements,
     /// Bootstrap sites of one step.
     pub bootstrap_sites: usize,
-    /// Bytes of the encoded evaluation keys at full level (an upper bound).
+    /// Bytes of the encoded evaluation keys.
     pub evaluation_key_bytes: u64,
     /// Bytes of the encoded encapsulation keys.
     pub encapsulation_key_bytes: u64,
@@ -248,24 +248,23 @@ pub fn embed_prompts(weights: &PolyWeights, prompts: &[Vec<u32>]) -> Result<Vec<
         .collect()
 }
 
-/// Bytes of one encoded switching-key body under `ring` (as in `psf_ckks::serialization`).
-fn switching_body_bytes(ring: &psf_rlwe::Parameters) -> u64 {
-    (12 + 16 * ring.dnum() * ring.qp().len() * ring.n()) as u64
-}
-
+/// Bytes of the encoded evaluation keys (each key at its required level) and encapsulation
+/// keys of `keys` (the PSFW layouts of `psf_ckks::serialization`).
 fn key_bytes(params: &CkksParameters, keys: &psf_infer::KeyRequirements) -> Result<(u64, u64)> {
-    let body = switching_body_bytes(params.ring());
-    let relin = if keys.relinearization { body } else { 0 };
-    let galois = keys.galois_elements.len() as u64 * (8 + body);
-    let evaluation = HEADER_LEN as u64 + 5 + relin + galois;
+    // Per key: the switching-key body's `n, digits, limbs` (+ the element of a Galois key).
+    let framing = 12 * usize::from(keys.relinearization) + 20 * keys.galois_elements.len();
+    let evaluation = HEADER_LEN + 5 + framing + keys.key_material_bytes(params);
     let encapsulation = match keys.encapsulation_weight {
         Some(h) => {
             let small = small_params(params, h)?;
-            HEADER_LEN as u64 + 12 + switching_body_bytes(&small) + body
+            let full = |ring: &psf_rlwe::Parameters| {
+                12 + psf_rlwe::SwitchingKey::size_bytes_at(ring, ring.max_level())
+            };
+            HEADER_LEN + 12 + full(&small) + full(params.ring())
         }
         None => 0,
     };
-    Ok((evaluation, encapsulation))
+    Ok((evaluation as u64, encapsulation as u64))
 }
 
 impl ModelWorkload {
@@ -394,6 +393,7 @@ impl ModelWorkload {
             relinearization: k.relinearization,
             galois_elements: k.galois_elements.clone(),
             encapsulation_weight: k.encapsulation_weight,
+            key_levels: k.key_levels.clone(),
         })
     }
 

@@ -101,6 +101,7 @@ impl Probe {
             relinearization: true,
             galois_elements: self.transform.galois_elements(log_n),
             encapsulation_weight: None,
+            key_levels: Default::default(),
         }
     }
 

@@ -229,10 +229,11 @@ impl Engine {
     }
 
     /// Adds uploaded evaluation keys to `have`; nothing is added unless every key is one the
-    /// workload needs and not already there.
+    /// workload needs, not already there, and reaches the level it serves.
     ///
     /// # Errors
-    /// [`ServiceError::InvalidRequest`] naming the unneeded or repeated keys.
+    /// [`ServiceError::InvalidRequest`] naming the unneeded or repeated keys, or a key below
+    /// the level it serves.
     pub fn add_keys(
         &self,
         mode: SessionMode,
@@ -267,10 +268,35 @@ impl Engine {
                 "Galois elements {repeated:?} were already uploaded"
             ));
         }
+        self.check_levels(&need, &new)?;
         if new.relin.is_some() {
             have.evaluation.relin = new.relin;
         }
         have.evaluation.galois.extend(new.galois);
+        Ok(())
+    }
+
+    /// Checks that every key of `new` reaches the level it serves (the top level unless
+    /// `need` limits it).
+    fn check_levels(&self, need: &KeyRequirements, new: &EvaluationKeys) -> Result<()> {
+        let top = self.params.ring().max_level();
+        if let Some(relin) = &new.relin
+            && relin.0.max_level() < top
+        {
+            return invalid(format!(
+                "the relinearization key reaches level {}, it must reach {top}",
+                relin.0.max_level()
+            ));
+        }
+        for (g, key) in &new.galois {
+            let want = need.key_levels.get(g).map_or(top, |&l| l.min(top));
+            if key.key.max_level() < want {
+                return invalid(format!(
+                    "the key of Galois element {g} reaches level {}, it must reach {want}",
+                    key.key.max_level()
+                ));
+            }
+        }
         Ok(())
     }
 

@@ -187,10 +187,6 @@ async fn encrypted_model_round_trip_matches_the_poly_model() {
     .unwrap();
     let created = c.create_session(mc.keys()).await.unwrap();
     assert!(created.keys.ready, "{:?}", created.keys);
-    // The estimate counts full-level keys; keys limited to the levels they serve are smaller.
-    assert!(
-        created.key_bytes <= spec.evaluation_key_bytes + spec.encapsulation_key_bytes + (1 << 20)
-    );
     let id = created.session_id;
     assert_eq!(c.session(&id).await.unwrap().bytes, created.key_bytes);
     let metrics = c.metrics().await.unwrap();
@@ -198,9 +194,17 @@ async fn encrypted_model_round_trip_matches_the_poly_model() {
         metrics.contains("psf_jobs_total{kind=\"upload_encapsulation\"} 1"),
         "{metrics}"
     );
-    assert!(
-        metrics.contains("psf_jobs_total{kind=\"upload_keys\"}"),
-        "{metrics}"
+    // The published sizes are exact: every further part adds its header, flag and count.
+    let parts: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("psf_jobs_total{kind=\"upload_keys\"} "))
+        .expect("several uploads")
+        .parse()
+        .unwrap();
+    let framing = parts * (psf_ckks::serialization::HEADER_LEN as u64 + 5);
+    assert_eq!(
+        created.key_bytes,
+        spec.evaluation_key_bytes + spec.encapsulation_key_bytes + framing
     );
 
     let prompts: Vec<Vec<u32>> = vec![ids(8, 1), ids(5, 2), ids(8, 3)];
@@ -258,11 +262,26 @@ async fn key_uploads_are_checked_and_sessions_do_not_share_keys() {
 
     // A few keys under the server's parameters and under others.
     let params = s.params.clone();
-    let (relin, encap, light, foreign_relin, foreign_encap) =
+    // A rotation of the bootstrapping (its key must be full), to be made at level 1.
+    let log_n = params.ring().log_n();
+    let full_rotation = *spec
+        .keys
+        .rotations
+        .iter()
+        .find(|&&r| {
+            let g = psf_ckks::galois_element_for_rotation(r, log_n);
+            !spec.keys.key_levels.contains_key(&g)
+        })
+        .unwrap();
+    let (relin, encap, light, foreign_relin, foreign_encap, low) =
         tokio::task::spawn_blocking(move || {
             let mut kgen = KeyGenerator::seeded(params.ring(), 5);
             let sk = kgen.gen_secret_key();
             let relin = EvaluationKeys::generate(&mut kgen, &sk, &[], false).unwrap();
+            let mut low =
+                EvaluationKeys::generate_leveled(&mut kgen, &sk, &[(full_rotation, 1)], false)
+                    .unwrap();
+            low.relin = None;
             let encap = Encapsulation::generate(&params, &sk, h, Some(6)).unwrap();
             let light = Encapsulation::generate(&params, &sk, h / 2, Some(7)).unwrap();
             let other = psf_circuits::bootstrap::presets::for_log_n(11)
@@ -273,7 +292,7 @@ async fn key_uploads_are_checked_and_sessions_do_not_share_keys() {
             let sk = kgen.gen_secret_key();
             let foreign_relin = EvaluationKeys::generate(&mut kgen, &sk, &[], false).unwrap();
             let foreign_encap = Encapsulation::generate(&other, &sk, h, Some(9)).unwrap();
-            (relin, encap, light, foreign_relin, foreign_encap)
+            (relin, encap, light, foreign_relin, foreign_encap, low)
         })
         .await
         .unwrap();
@@ -319,6 +338,10 @@ async fn key_uploads_are_checked_and_sessions_do_not_share_keys() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), (400, "invalid_request".into()));
+    // A rotation key limited below the level it serves.
+    let e = c.upload_raw(&a, "keys", low.to_bytes()).await.unwrap_err();
+    assert_eq!(code(&e), (400, "invalid_request".into()));
+    assert!(e.to_string().contains("must reach"), "{e}");
 
     // Session B holds nothing of A's: its encapsulation keys are still missing, and a job
     // there is refused rather than run with A's keys.

@@ -250,7 +250,12 @@ async fn oversize_and_truncated_uploads() {
     let big = keys.evaluation_keys().to_bytes();
     assert!(big.len() > 1 << 20);
     let e = c.create_session_raw(big).await.unwrap_err();
-    assert_eq!(code(&e), (413, "payload_too_large".into()));
+    // The server answers 413 before reading the body and closes the connection; a client
+    // still writing the body may see the connection reset before it reads the answer.
+    if !matches!(e, ServiceError::Transport(_)) {
+        assert_eq!(code(&e), (413, "payload_too_large".into()));
+    }
+    assert_eq!(server.state.metrics().errors_with("payload_too_large"), 1);
 
     // Streamed without a length: refused once the limit is crossed, not after buffering all.
     let mut req =
