@@ -324,13 +324,14 @@ async fn infer_model(args: &InferArgs, dir: &Path) -> anyhow::Result<()> {
         args.tokenizer.as_ref(),
     )?)?;
     let t = Instant::now();
-    let mc = ModelClient::open(&info, &params, dir, SessionMode::Forward, None)?;
+    let mut mc = ModelClient::open(&info, &params, dir, SessionMode::Forward, None)?;
     let t_keys = t.elapsed().as_secs_f64();
     let spec = mc.spec().clone();
     let prompts = tokenize(&tk, &args.prompt, spec.seq_len)?;
     let t = Instant::now();
     let created = c.create_session(mc.keys()).await?;
     let t_upload = t.elapsed().as_secs_f64();
+    mc.forget_uploaded_keys();
     let cts = mc.encrypt(&prompts, None)?;
     let t = Instant::now();
     let out = c.forward(&created.session_id, &params, &cts).await?;
@@ -388,7 +389,7 @@ async fn generate(args: &InferArgs, dir: &Path) -> anyhow::Result<()> {
         args.tokenizer.as_ref(),
     )?)?;
     let t = Instant::now();
-    let mc = ModelClient::open(&info, &params, dir, SessionMode::Step, None)?;
+    let mut mc = ModelClient::open(&info, &params, dir, SessionMode::Step, None)?;
     let t_keys = t.elapsed().as_secs_f64();
     let max_len = mc
         .spec()
@@ -401,6 +402,7 @@ async fn generate(args: &InferArgs, dir: &Path) -> anyhow::Result<()> {
     let t = Instant::now();
     let created = c.create_session_with(mc.keys(), SessionMode::Step).await?;
     let t_upload = t.elapsed().as_secs_f64();
+    mc.forget_uploaded_keys();
     let poly = psf_poly::PolyModel::new(
         mc.weights().clone(),
         psf_poly::PolySpec::from_file(dir.join("poly.json"))?,

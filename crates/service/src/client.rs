@@ -129,6 +129,13 @@ impl ClientKeys {
         self.encapsulation.as_ref()
     }
 
+    /// Drops the evaluation and encapsulation keys (once the server holds them: at 128 bits
+    /// they are gigabytes the client no longer needs); the secret and public keys stay.
+    pub fn forget_uploaded(&mut self) {
+        self.evaluation = EvaluationKeys::default();
+        self.encapsulation = None;
+    }
+
     /// The parameters.
     pub fn params(&self) -> &CkksParameters {
         &self.params
@@ -188,41 +195,70 @@ impl ClientKeys {
 /// Most ciphertexts a client accepts in one answer.
 const MAX_OUTPUTS: usize = 1 << 16;
 
-/// Splits `keys` into key sets whose encodings stay within `limit` bytes where possible (a
+/// One part of a key set uploaded on its own: whether it carries the relinearization key,
+/// and which Galois elements.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPart {
+    /// Carries the relinearization key.
+    pub relin: bool,
+    /// Galois elements, increasing.
+    pub galois: Vec<usize>,
+}
+
+impl KeyPart {
+    /// The keys of this part (a copy of one part only, made when it is sent).
+    pub fn keys(&self, all: &EvaluationKeys) -> EvaluationKeys {
+        EvaluationKeys {
+            relin: all.relin.clone().filter(|_| self.relin),
+            galois: self
+                .galois
+                .iter()
+                .filter_map(|g| all.galois.get(g).map(|k| (*g, k.clone())))
+                .collect(),
+        }
+    }
+}
+
+/// Splits `keys` into parts whose encodings stay within `limit` bytes where possible (a
 /// single key larger than the limit goes alone; the server then refuses it).
-pub fn key_chunks(keys: &EvaluationKeys, limit: u64) -> Vec<EvaluationKeys> {
-    let mut singles: Vec<EvaluationKeys> = Vec::new();
+pub fn key_parts(keys: &EvaluationKeys, limit: u64) -> Vec<KeyPart> {
+    // Encoded sizes: a header, the relinearization flag and the Galois count per part; a
+    // switching-key body (`n, digits, limbs` and residues) per key, plus a Galois element.
+    let frame = (psf_ckks::serialization::HEADER_LEN + 5) as u64;
+    let body = |k: &psf_rlwe::SwitchingKey| 12 + k.size_bytes() as u64;
+    let mut singles: Vec<(KeyPart, u64)> = Vec::new();
     if let Some(relin) = &keys.relin {
-        singles.push(EvaluationKeys {
-            relin: Some(relin.clone()),
-            ..EvaluationKeys::default()
-        });
+        let part = KeyPart {
+            relin: true,
+            galois: Vec::new(),
+        };
+        singles.push((part, body(&relin.0)));
     }
     let mut galois: Vec<_> = keys.galois.iter().collect();
     galois.sort_unstable_by_key(|(g, _)| **g);
     for (&g, key) in galois {
-        let mut one = EvaluationKeys::default();
-        one.galois.insert(g, key.clone());
-        singles.push(one);
+        let part = KeyPart {
+            relin: false,
+            galois: vec![g],
+        };
+        singles.push((part, 8 + body(&key.key)));
     }
-    let mut chunks: Vec<EvaluationKeys> = Vec::new();
+    let mut parts: Vec<KeyPart> = Vec::new();
     let mut size = 0u64;
-    for one in singles {
-        // Each key adds its body to a chunk; the header is counted once.
-        let add = (one.encoded_len() - psf_ckks::serialization::HEADER_LEN - 5) as u64;
-        match chunks.last_mut() {
-            Some(chunk) if size + add <= limit => {
-                chunk.relin = chunk.relin.take().or(one.relin);
-                chunk.galois.extend(one.galois);
+    for (one, add) in singles {
+        match parts.last_mut() {
+            Some(part) if size + add <= limit => {
+                part.relin |= one.relin;
+                part.galois.extend(one.galois);
                 size += add;
             }
             _ => {
-                size = one.encoded_len() as u64;
-                chunks.push(one);
+                size = frame + add;
+                parts.push(one);
             }
         }
     }
-    chunks
+    parts
 }
 
 /// A connection to a psformer server.
@@ -346,16 +382,16 @@ impl Client {
         mode: SessionMode,
     ) -> Result<SessionCreated> {
         let limit = self.info().await?.limits.max_key_bytes;
-        let chunks = key_chunks(evaluation, limit);
-        let mut chunks = chunks.iter();
-        let first = chunks
+        let parts = key_parts(evaluation, limit);
+        let mut parts = parts.iter();
+        let first = parts
             .next()
-            .map(WireEncode::to_bytes)
+            .map(|p| p.keys(evaluation).to_bytes())
             .unwrap_or_else(|| EvaluationKeys::default().to_bytes());
         let mut created = self.post_session(first, mode).await?;
         let id = created.session_id.clone();
-        for chunk in chunks {
-            let body = chunk.to_bytes();
+        for part in parts {
+            let body = part.keys(evaluation).to_bytes();
             created.key_bytes += body.len() as u64;
             created.keys = self.upload_raw(&id, "keys", body).await?.keys;
         }
@@ -478,5 +514,35 @@ impl Client {
         let url = self.url(&format!("/sessions/{id}/{kind}"));
         let resp = check(self.http.post(url).body(body).send().await?).await?;
         Ok(resp.bytes().await?.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use psf_ckks::sets;
+
+    #[test]
+    fn key_parts_stay_within_the_limit_and_cover_every_key() {
+        let params = sets::insecure_n10().try_build().unwrap();
+        let mut kgen = KeyGenerator::seeded(params.ring(), 1);
+        let sk = kgen.gen_secret_key();
+        let keys = EvaluationKeys::generate(&mut kgen, &sk, &[1, 2, 3, 5, 8], true).unwrap();
+        let one = keys.encoded_len() as u64 / 7;
+        let parts = key_parts(&keys, 2 * one);
+        assert!(parts.len() >= 3, "{parts:?}");
+        let mut galois = Vec::new();
+        for p in &parts {
+            let encoded = p.keys(&keys).to_bytes();
+            assert!(encoded.len() as u64 <= 2 * one, "{} > {}", encoded.len(), 2 * one);
+            galois.extend(p.galois.iter().copied());
+        }
+        galois.sort_unstable();
+        let mut all: Vec<usize> = keys.galois.keys().copied().collect();
+        all.sort_unstable();
+        assert_eq!(galois, all);
+        assert_eq!(parts.iter().filter(|p| p.relin).count(), 1);
+        // A limit below one key: one key per part.
+        assert_eq!(key_parts(&keys, 1).len(), 1 + keys.galois.len());
     }
 }

@@ -132,6 +132,11 @@ impl ModelClient {
         &self.keys
     }
 
+    /// Drops the uploaded keys ([`ClientKeys::forget_uploaded`]).
+    pub fn forget_uploaded_keys(&mut self) {
+        self.keys.forget_uploaded();
+    }
+
     /// The local model weights (embedding table; the f64 twin's weights).
     pub fn weights(&self) -> &PolyWeights {
         &self.weights
