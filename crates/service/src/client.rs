@@ -534,7 +534,12 @@ mod tests {
         let mut galois = Vec::new();
         for p in &parts {
             let encoded = p.keys(&keys).to_bytes();
-            assert!(encoded.len() as u64 <= 2 * one, "{} > {}", encoded.len(), 2 * one);
+            assert!(
+                encoded.len() as u64 <= 2 * one,
+                "{} > {}",
+                encoded.len(),
+                2 * one
+            );
             galois.extend(p.galois.iter().copied());
         }
         galois.sort_unstable();
