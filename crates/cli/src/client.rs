@@ -409,7 +409,7 @@ async fn generate(args: &InferArgs, dir: &Path) -> anyhow::Result<()> {
     )?;
     let (mut agree, mut worst, mut server_s, mut answers) = (0usize, 0.0f64, 0.0f64, 0usize);
     let t = Instant::now();
-    let mut pos = 0;
+    let (mut pos, mut last_report) = (0, None);
     while pos < total {
         // The prompt goes in as one job (a prefill, up to the server's batch limit), each
         // generated token as its own step.
@@ -424,6 +424,7 @@ async fn generate(args: &InferArgs, dir: &Path) -> anyhow::Result<()> {
         let out = c.step(&created.session_id, &params, &cts).await?;
         pos += take;
         server_s += out.result.seconds;
+        last_report = out.result.report.clone();
         let logits = mc.decrypt_step(&out.outputs)?;
         let twin = poly.forward_ids(&tokens[..pos], psf_poly::Mode::Polynomial)?;
         let want = twin.logits.row(pos - 1);
@@ -448,6 +449,9 @@ async fn generate(args: &InferArgs, dir: &Path) -> anyhow::Result<()> {
         );
     }
     c.close_session(&created.session_id).await?;
+    if let Some(report) = &last_report {
+        println!("the last step:\n{}", report.table());
+    }
     let text = psf_model::data::tokenizer::decode(&tk, &tokens)?;
     println!("{text}");
     println!(

@@ -7,9 +7,9 @@
 //!
 //! Sizes at 128-bit N = 2^16 (`N16_QP1765_BOOT_128BIT`, measured on the demo model, see
 //! SERVICE.md): one full switching key is 137.7 MiB; a forward session of the demo model needs
-//! 134 of them (18.3 GiB, less where keys are limited to their levels) and 4.40 GiB of encoded
-//! bootstrapping diagonals, a step session 40 (5.5 GiB) and 0.84 GiB. Clients upload key sets
-//! in parts of at most `max_key_bytes`.
+//! 9.2 GiB of keys (most rotation keys limited to the level they serve) and 4.40 GiB of
+//! encoded bootstrapping diagonals, a step session 4.3 GiB and 0.84 GiB. Clients upload key
+//! sets in parts of at most `max_key_bytes`.
 
 use serde::{Deserialize, Serialize};
 
@@ -45,7 +45,7 @@ pub struct Limits {
 
 impl Default for Limits {
     /// Sized for 128-bit parameters at N = 2^16 on one machine of ~128 GiB: uploads of 1 GiB
-    /// (7 keys), 64 GiB for sessions (three forward sessions of the demo model).
+    /// (7 full keys), 64 GiB for sessions (four forward sessions of the demo model).
     fn default() -> Self {
         Self {
             max_sessions: 16,
