@@ -29,6 +29,7 @@ pub use linear::DftStage;
 
 use crate::{Circuit, CircuitError, HeBackend, PolyEval, Result};
 use dft::DiagMatrix;
+use linear::BsgsPlan;
 
 /// What a bootstrapping circuit is made of.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -72,19 +73,12 @@ pub struct Bootstrapper {
 impl Bootstrapper {
     /// Builds the stages for `params` (the top `config.depth()` levels are the bootstrap's).
     pub fn new(params: &CkksParameters, config: BootstrapConfig) -> Result<Self> {
+        check_config(params, &config)?;
         let top = params.ring().max_level();
-        if config.depth() > top || config.log_slots > params.max_log_slots() {
-            return Err(CircuitError::Invalid(format!(
-                "bootstrapping depth {} on {} levels, log_slots {}",
-                config.depth(),
-                top,
-                config.log_slots
-            )));
-        }
         let encoder = Encoder::new(params);
         let eval = Evaluator::new(params, EvaluationKeys::default());
         let (cts_m, stc_m) = matrices(params, &config);
-        let stc_top = top - config.cts_levels - config.eval_mod.depth();
+        let stc_top = stage_tops(params, &config).1;
         let encode = |m: &DiagMatrix, level| DftStage::encode(params, &encoder, &eval, m, level);
         let cts = (cts_m.iter().enumerate())
             .map(|(i, m)| encode(m, top - i))
@@ -146,22 +140,34 @@ impl Bootstrapper {
     /// stage for SlotsToCoeffs (every stage rotates at exactly its level), so a key limited to
     /// that level serves. Sorted by rotation.
     pub fn rotation_levels(&self) -> Vec<(i64, usize)> {
-        let top = self.params.ring().max_level();
-        let mut levels = std::collections::BTreeMap::new();
         let stages = self.cts.iter().chain(&self.stc);
-        let uses = stages
-            .flat_map(|s| {
-                s.plan()
-                    .rotations()
-                    .map(|r| (r, s.level()))
-                    .collect::<Vec<_>>()
-            })
-            .chain(self.sub_sum_rotations().into_iter().map(|r| (r, top)));
-        for (r, level) in uses.filter(|&(r, _)| r != 0) {
-            let e = levels.entry(r).or_insert(level);
-            *e = (*e).max(level);
-        }
-        levels.into_iter().collect()
+        highest_levels(
+            &self.params,
+            &self.config,
+            stages.map(|s| (s.plan().clone(), s.level())),
+        )
+    }
+
+    /// [`Self::rotation_levels`] of the circuit `new(params, config)` would build, from the
+    /// DFT plans alone: no diagonal is encoded (at N=2^16 the encoded diagonals take 4.4 GiB
+    /// and most of `new`'s time), so a key list costs next to nothing.
+    ///
+    /// # Errors
+    /// As [`Self::new`].
+    pub fn planned_rotation_levels(
+        params: &CkksParameters,
+        config: BootstrapConfig,
+    ) -> Result<Vec<(i64, usize)>> {
+        check_config(params, &config)?;
+        let (cts_m, stc_m) = matrices(params, &config);
+        let (top, stc_top) = stage_tops(params, &config);
+        let plans = (cts_m.iter().enumerate())
+            .map(|(i, m)| (BsgsPlan::new(&m.rotations()), top - i))
+            .chain(
+                (stc_m.iter().enumerate())
+                    .map(|(i, m)| (BsgsPlan::new(&m.rotations()), stc_top - i)),
+            );
+        Ok(highest_levels(params, &config, plans))
     }
 
     fn slots(&self) -> usize {
@@ -169,10 +175,7 @@ impl Bootstrapper {
     }
 
     fn sub_sum_rotations(&self) -> Vec<i64> {
-        let gap = self.params.max_slots() / self.slots();
-        (0..gap.trailing_zeros())
-            .map(|j| (self.slots() << j) as i64)
-            .collect()
+        sub_sum_rotations(&self.params, &self.config)
     }
 
     /// The integer ScaleDown multiplies an input of scale `scale` by (at least 1).
@@ -336,6 +339,58 @@ impl Bootstrapper {
     }
 }
 
+/// Refuses a configuration deeper than the chain or with more slots than the ring.
+fn check_config(params: &CkksParameters, config: &BootstrapConfig) -> Result<()> {
+    let top = params.ring().max_level();
+    if config.depth() > top || config.log_slots > params.max_log_slots() {
+        return Err(CircuitError::Invalid(format!(
+            "bootstrapping depth {} on {} levels, log_slots {}",
+            config.depth(),
+            top,
+            config.log_slots
+        )));
+    }
+    Ok(())
+}
+
+/// The input levels of the first CoeffsToSlots and the first SlotsToCoeffs stage.
+fn stage_tops(params: &CkksParameters, config: &BootstrapConfig) -> (usize, usize) {
+    let top = params.ring().max_level();
+    (top, top - config.cts_levels - config.eval_mod.depth())
+}
+
+/// ModRaise's sub-sum rotations (sparse slots only).
+fn sub_sum_rotations(params: &CkksParameters, config: &BootstrapConfig) -> Vec<i64> {
+    let slots = 1usize << config.log_slots;
+    let gap = params.max_slots() / slots;
+    (0..gap.trailing_zeros())
+        .map(|j| (slots << j) as i64)
+        .collect()
+}
+
+/// Each non-zero rotation of the DFT stages `(plan, level)` and of the sub-sums (at the top
+/// level) with the highest level it is used at, sorted by rotation.
+fn highest_levels(
+    params: &CkksParameters,
+    config: &BootstrapConfig,
+    stages: impl Iterator<Item = (BsgsPlan, usize)>,
+) -> Vec<(i64, usize)> {
+    let top = params.ring().max_level();
+    let mut levels = std::collections::BTreeMap::new();
+    let uses = stages
+        .flat_map(|(plan, level)| plan.rotations().map(|r| (r, level)).collect::<Vec<_>>())
+        .chain(
+            sub_sum_rotations(params, config)
+                .into_iter()
+                .map(|r| (r, top)),
+        );
+    for (r, level) in uses.filter(|&(r, _)| r != 0) {
+        let e = levels.entry(r).or_insert(level);
+        *e = (*e).max(level);
+    }
+    levels.into_iter().collect()
+}
+
 /// The CoeffsToSlots and SlotsToCoeffs factors with the constants folded in: `1/(gap K)` and
 /// the real-part extraction into the last CoeffsToSlots factor, and for sparse slots the
 /// packing of real and imaginary parts into `2n` slots (undone by the first SlotsToCoeffs
@@ -392,5 +447,22 @@ impl Circuit for Bootstrapper {
         g.sort_unstable();
         g.dedup();
         g
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The key list from the plans alone is the built circuit's, for the full-slot INSECURE
+    /// twin of the 128-bit chain.
+    #[test]
+    fn planned_rotation_levels_match_the_built_circuit() {
+        let preset = presets::for_log_n(12);
+        let params = preset.params.try_build().unwrap();
+        let built = Bootstrapper::new(&params, preset.config).unwrap();
+        let planned = Bootstrapper::planned_rotation_levels(&params, preset.config).unwrap();
+        assert!(!planned.is_empty());
+        assert_eq!(planned, built.rotation_levels());
     }
 }

@@ -11,8 +11,8 @@
 
 use std::collections::BTreeMap;
 
-use psf_circuits::bootstrap::Encapsulation;
 use psf_circuits::bootstrap::presets::BootstrapPreset;
+use psf_circuits::bootstrap::{Bootstrapper, Encapsulation};
 use psf_ckks::{
     CkksError, CkksParameters, EvaluationKeys, KeyGenerator, SecretKey,
     galois_element_for_conjugation, galois_element_for_rotation,
@@ -184,11 +184,12 @@ pub(crate) fn key_requirements_of(
     circuit_rotations: &[i64],
 ) -> Result<KeyRequirements> {
     let params = preset.params.try_build()?;
-    let boot = psf_circuits::bootstrap::Bootstrapper::new(&params, preset.config)?;
+    let boot = Bootstrapper::planned_rotation_levels(&params, preset.config)?;
     let slots = params.max_slots() as i64;
-    let fresh = boot.output_level();
-    let uses =
-        (boot.rotation_levels().into_iter()).chain(circuit_rotations.iter().map(|&r| (r, fresh)));
+    let fresh = params.ring().max_level() - preset.config.depth();
+    let uses = boot
+        .into_iter()
+        .chain(circuit_rotations.iter().map(|&r| (r, fresh)));
     let mut levels: BTreeMap<i64, usize> = BTreeMap::new();
     for (r, level) in uses {
         let r = r.rem_euclid(slots);
