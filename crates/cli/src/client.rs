@@ -12,6 +12,8 @@ use psf_ckks::serialization::{WireDecode, WireEncode, WireEncodeSecret};
 use psf_ckks::{CkksParameters, EvaluationKeys, PrecisionStats};
 use psf_service::{Client, ClientKeys, ModelClient, Probe, ProbeSpec, SessionMode};
 
+use tokenizers::Tokenizer;
+
 use crate::keys_cmd::write_secret;
 
 /// Arguments of `infer`.
@@ -309,6 +311,37 @@ fn top_k(tk: &tokenizers::Tokenizer, logits: &[f64], k: usize) -> Vec<(String, f
         .collect()
 }
 
+/// The server's model as a client sees it: the connection, its info and parameters, the
+/// tokenizer, a [`ModelClient`] with fresh keys for one session mode, and the seconds key
+/// generation took.
+struct OpenModel {
+    client: Client,
+    info: psf_service::api::ServerInfo,
+    params: CkksParameters,
+    tokenizer: Tokenizer,
+    model: ModelClient,
+    keygen_s: f64,
+}
+
+async fn open_model(args: &InferArgs, dir: &Path, mode: SessionMode) -> anyhow::Result<OpenModel> {
+    let client = Client::new(&args.server);
+    let (info, params) = (client.info().await?, client.params().await?);
+    let tokenizer = psf_model::data::tokenizer::load(&crate::serve::tokenizer_path(
+        dir,
+        args.tokenizer.as_ref(),
+    )?)?;
+    let t = Instant::now();
+    let model = ModelClient::open(&info, &params, dir, mode, None)?;
+    Ok(OpenModel {
+        client,
+        info,
+        params,
+        tokenizer,
+        model,
+        keygen_s: t.elapsed().as_secs_f64(),
+    })
+}
+
 /// `infer --model`: keys for the server's compiled model, a session (keys uploaded in parts),
 /// the prompts looked up and encrypted here, the encrypted forward pass on the server, the
 /// logits at each prompt's last position decrypted and compared with the local `PolyModel`.
@@ -317,15 +350,14 @@ async fn infer_model(args: &InferArgs, dir: &Path) -> anyhow::Result<()> {
     if args.generate > 0 {
         return generate(args, dir).await;
     }
-    let c = Client::new(&args.server);
-    let (info, params) = (c.info().await?, c.params().await?);
-    let tk = psf_model::data::tokenizer::load(&crate::serve::tokenizer_path(
-        dir,
-        args.tokenizer.as_ref(),
-    )?)?;
-    let t = Instant::now();
-    let mut mc = ModelClient::open(&info, &params, dir, SessionMode::Forward, None)?;
-    let t_keys = t.elapsed().as_secs_f64();
+    let OpenModel {
+        client: c,
+        params,
+        tokenizer: tk,
+        model: mut mc,
+        keygen_s: t_keys,
+        ..
+    } = open_model(args, dir, SessionMode::Forward).await?;
     let spec = mc.spec().clone();
     let prompts = tokenize(&tk, &args.prompt, spec.seq_len)?;
     let t = Instant::now();
@@ -382,15 +414,14 @@ async fn infer_model(args: &InferArgs, dir: &Path) -> anyhow::Result<()> {
 /// decrypts each step's logits, picks the argmax and encrypts its embedding); each step is
 /// compared with the local `PolyModel` on the same prefix.
 async fn generate(args: &InferArgs, dir: &Path) -> anyhow::Result<()> {
-    let c = Client::new(&args.server);
-    let (info, params) = (c.info().await?, c.params().await?);
-    let tk = psf_model::data::tokenizer::load(&crate::serve::tokenizer_path(
-        dir,
-        args.tokenizer.as_ref(),
-    )?)?;
-    let t = Instant::now();
-    let mut mc = ModelClient::open(&info, &params, dir, SessionMode::Step, None)?;
-    let t_keys = t.elapsed().as_secs_f64();
+    let OpenModel {
+        client: c,
+        info,
+        params,
+        tokenizer: tk,
+        model: mut mc,
+        keygen_s: t_keys,
+    } = open_model(args, dir, SessionMode::Step).await?;
     let max_len = mc
         .spec()
         .step

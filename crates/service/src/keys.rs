@@ -69,14 +69,7 @@ async fn create_session_inner(
     state.open()?;
     state.engine.keys(mode)?;
     state.store.check_capacity()?;
-    let _upload = state
-        .uploads
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ServiceError::Busy {
-            running: state.jobs.running(),
-            queued: state.jobs.queued(),
-        })?;
+    let _upload = upload_permit(state)?;
     let limit = state.limits.max_key_bytes;
     let bytes = read_body(state, headers, body, "evaluation keys", limit).await?;
     let key_bytes = bytes.len() as u64;
@@ -175,14 +168,7 @@ async fn upload(
 ) -> Result<SessionStatus> {
     state.open()?;
     let session = state.store.get(id)?;
-    let _upload = state
-        .uploads
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ServiceError::Busy {
-            running: state.jobs.running(),
-            queued: state.jobs.queued(),
-        })?;
+    let _upload = upload_permit(state)?;
     let bytes = read_body(
         state,
         headers,
@@ -291,4 +277,16 @@ pub(crate) fn key_status(engine: &Engine, session: &Session) -> KeyStatus {
         },
         Keys::Collecting(set) => engine.key_status(session.mode(), set),
     }
+}
+
+/// A slot among the concurrent key uploads, or `Busy` when all are taken.
+fn upload_permit(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit> {
+    state
+        .uploads
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ServiceError::Busy {
+            running: state.jobs.running(),
+            queued: state.jobs.queued(),
+        })
 }
