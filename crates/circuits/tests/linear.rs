@@ -338,10 +338,26 @@ fn block_double_hoisting_matches_plain_blocks() {
     let zs = dh.apply(&b, &cts).unwrap();
     assert_eq!(c.eval.counter().snapshot(), plain_counts);
     assert_eq!(plain_counts.get(Primitive::DropLevel), 2);
+    // Encoding on the fly: the same evaluator primitives (plus the encodings).
+    c.eval.counter().reset();
+    let ss = bt.apply_streamed(&b, &cts, level).unwrap();
+    let streamed = c.eval.counter().snapshot();
+    for p in [
+        Primitive::PtMul,
+        Primitive::Add,
+        Primitive::Rotate,
+        Primitive::RotateHoisted,
+        Primitive::Decompose,
+        Primitive::Rescale,
+        Primitive::DropLevel,
+    ] {
+        assert_eq!(streamed.get(p), plain_counts.get(p), "{p:?}");
+    }
     let want = flat(&matmul(&wb, &xb));
     for (what, outs) in [
         ("block 96x64 plain", &ys),
         ("block 96x64 double hoisted", &zs),
+        ("block 96x64 streamed", &ss),
     ] {
         let dec: Vec<Vec<f64>> = outs
             .iter()

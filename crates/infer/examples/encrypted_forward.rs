@@ -194,7 +194,8 @@ fn main() {
     let params = m.params().unwrap();
     let req = m.key_requirements().unwrap();
     println!(
-        "compiled in {:.1} s: {} bootstraps ({} ciphertexts), {} rotation keys",
+        "compiled in {:.1} s: {} bootstraps ({} ciphertexts), {} rotation keys, \
+         {:.0} MiB of evaluation keys",
         t.elapsed().as_secs_f64(),
         m.plan.bootstraps.len(),
         m.plan
@@ -202,7 +203,8 @@ fn main() {
             .iter()
             .map(|b| b.ciphertexts)
             .sum::<usize>(),
-        req.rotations.len()
+        req.rotations.len(),
+        req.key_material_bytes(&params) as f64 / (1u64 << 20) as f64
     );
     let table: Option<CostModel> = a.cost.as_ref().map(|p| {
         let t: CostTable = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();

@@ -22,7 +22,7 @@ pub struct EncodedTransform<B: Backend> {
 
 /// The scale of diagonals encoded at `level`: the prime the product's rescale divides by, so
 /// that the output scale equals the input scale exactly.
-fn diagonal_scale<B: Backend>(b: &B, level: usize) -> Result<f64> {
+pub(crate) fn diagonal_scale<B: Backend>(b: &B, level: usize) -> Result<f64> {
     if level == 0 {
         return Err(CircuitError::NotEnoughLevels { needed: 1, level });
     }

@@ -310,6 +310,10 @@ impl Decoder {
                     });
                 }
                 rotations.extend(run.rotations);
+                for (k, l) in run.rotation_levels {
+                    let e = plan.rotation_levels.entry(k).or_insert(l);
+                    *e = (*e).max(l);
+                }
                 if i == 0 && cache.len() == 1 {
                     plan.bootstraps = run.report.bootstraps.clone();
                 } else if run.report.bootstraps != plan.bootstraps {
@@ -347,7 +351,11 @@ impl Decoder {
     /// # Errors
     /// As [`psf_circuits::bootstrap::Bootstrapper::new`].
     pub fn key_requirements(&self) -> Result<KeyRequirements> {
-        key_requirements_of(&self.preset, &self.plan.rotations)
+        key_requirements_of(
+            &self.preset,
+            &self.plan.rotations,
+            &self.plan.rotation_levels,
+        )
     }
 }
 

@@ -182,14 +182,17 @@ fn check_level(key_level: usize, level: usize) -> Result<()> {
 pub(crate) fn key_requirements_of(
     preset: &BootstrapPreset,
     circuit_rotations: &[i64],
+    circuit_levels: &BTreeMap<i64, usize>,
 ) -> Result<KeyRequirements> {
     let params = preset.params.try_build()?;
     let boot = Bootstrapper::planned_rotation_levels(&params, preset.config)?;
     let slots = params.max_slots() as i64;
     let fresh = params.ring().max_level() - preset.config.depth();
-    let uses = boot
-        .into_iter()
-        .chain(circuit_rotations.iter().map(|&r| (r, fresh)));
+    let uses = boot.into_iter().chain(
+        circuit_rotations
+            .iter()
+            .map(|&r| (r, circuit_levels.get(&r).map_or(fresh, |&l| l.min(fresh)))),
+    );
     let mut levels: BTreeMap<i64, usize> = BTreeMap::new();
     for (r, level) in uses {
         let r = r.rem_euclid(slots);
@@ -360,11 +363,13 @@ mod tests {
             .unwrap()
             .0;
         let own = (1..).find(|r| !boot_levels.contains_key(r)).unwrap();
-        let req = key_requirements_of(&preset, &[own, stc, -own]).unwrap();
+        // `-own` runs only at level 3 in the circuit: its key stops there.
+        let circuit_levels = BTreeMap::from([(-own, 3)]);
+        let req = key_requirements_of(&preset, &[own, stc, -own], &circuit_levels).unwrap();
         let log_n = params.ring().log_n();
         let slots = params.max_slots() as i64;
         let level = |r: i64| req.required_level(galois_element_for_rotation(r, log_n), &params);
-        assert_eq!((level(own), level(slots - own)), (fresh, fresh));
+        assert_eq!((level(own), level(slots - own)), (fresh, 3));
         assert_eq!(level(stc), boot_levels[&stc].max(fresh));
         for (&r, &l) in &boot_levels {
             assert_eq!(level(r.rem_euclid(slots)), l, "rotation {r}");

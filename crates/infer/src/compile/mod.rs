@@ -116,6 +116,10 @@ pub struct Plan {
     pub bootstraps: Vec<BootstrapSite>,
     /// Rotations the circuit uses outside bootstrapping (slot units).
     pub rotations: Vec<i64>,
+    /// The highest level each of them runs at (keys are limited to it); plans written
+    /// before this field existed limit them to the fresh level.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rotation_levels: BTreeMap<i64, usize>,
     /// The simulated run's report (primitive counts; times are of the simulator).
     pub simulated: Report,
     /// Progress stages of a pass.
@@ -177,6 +181,7 @@ impl CompiledModel {
             .collect();
         m.plan.bootstraps = run.report.bootstraps.clone();
         m.plan.rotations = run.rotations;
+        m.plan.rotation_levels = run.rotation_levels;
         m.plan.simulated = run.report;
         Ok(m)
     }
@@ -201,7 +206,11 @@ impl CompiledModel {
     /// # Errors
     /// As [`psf_circuits::bootstrap::Bootstrapper::new`].
     pub fn key_requirements(&self) -> Result<KeyRequirements> {
-        key_requirements_of(&self.preset, &self.plan.rotations)
+        key_requirements_of(
+            &self.preset,
+            &self.plan.rotations,
+            &self.plan.rotation_levels,
+        )
     }
 }
 

@@ -5,9 +5,11 @@
 //! ciphertext product and a feature sum per head. The multiplicative mask
 //! `M_r(t) = [pos(t) >= r] * L_t^(-1/p)` (`L_t = pos(t) + 1`) is applied before the power,
 //! so `(s_r M_r)^p = [visible] s_r^p / L_t`: the length-agnostic mean is then the plain sum
-//! over `r`, the reciprocal runs once per score ciphertext, and the weights are
-//! `w_r = (s_r M_r)^p R`; `out = sum_r w_r * (v rotated by r)`. Wrapped-around slots of the
-//! rotations only reach masked (invisible) keys.
+//! over `r`, and the reciprocal `R` of it runs once per score ciphertext. The weights
+//! `w_r = (s_r M_r)^p R` are never formed: `R` does not depend on `r`, so
+//! `out = R * sum_r (s_r M_r)^p * (v rotated by r)` takes one pass over the offsets and one
+//! product by `R` per output ciphertext instead of one per offset and score ciphertext.
+//! Wrapped-around slots of the rotations only reach masked (invisible) keys.
 //!
 //! Head sums: with `d_ct >= head_dim` features per ciphertext a head is `head_dim`
 //! consecutive features of one ciphertext: rotate-and-sum leaves the sum at the head's first
@@ -46,9 +48,10 @@ pub(crate) fn attention_depth(p: u32) -> usize {
     1 + 1 + 1 + power_depth(p) + 1 + 1 + 1
 }
 
-/// Levels the reciprocal's input needs (its depth plus weight, AV and output products).
+/// Levels the reciprocal's input needs (its depth plus the product with the weighted values
+/// and the output projection).
 pub(crate) fn reciprocal_need(recip: &Reciprocal) -> usize {
-    recip.depth() + 3
+    recip.depth() + 2
 }
 
 impl<B: Backend> Engine<'_, B> {
@@ -65,44 +68,50 @@ impl<B: Backend> Engine<'_, B> {
         let k = self.linear(y, &w.k)?;
         let v = self.linear(y, &w.v)?;
         let groups = self.score_groups(attn, q.len());
-        let mut numer: Vec<Vec<B::Ct>> = Vec::with_capacity(self.layout.seq_len);
+        // One pass over the key offsets: each numerator goes into its row's denominator and,
+        // weighted, into the output; the reciprocal multiplies the output once at the end.
+        let mut den: Vec<Option<B::Ct>> = vec![None; groups.count];
+        let mut out: Vec<Option<B::Ct>> = vec![None; v.len()];
         for chunk in self.offsets_in_chunks() {
-            let rotated = self.rotated(&k, &chunk)?;
+            let keys = self.rotated(&k, &chunk)?;
+            let values = self.rotated(&v, &chunk)?;
             for (j, &r) in chunk.iter().enumerate() {
-                let keys: Vec<B::Ct> = rotated.iter().map(|c| c[j].clone()).collect();
-                numer.push(self.numerators(attn, &groups, &q, &keys, r)?);
+                let keys: Vec<B::Ct> = keys.iter().map(|c| c[j].clone()).collect();
+                let numer = self.numerators(attn, &groups, &q, &keys, r)?;
+                self.enter(Component::PowerSoftmax);
+                for (acc, n) in den.iter_mut().zip(&numer) {
+                    *acc = Some(self.accumulate(acc.take(), n.clone())?);
+                }
+                self.enter(Component::CtMatmul);
+                for (c, acc) in out.iter_mut().enumerate() {
+                    let t = self.mul(&numer[groups.of(c)], &values[c][j])?;
+                    *acc = Some(self.accumulate(acc.take(), t)?);
+                }
             }
         }
         self.enter(Component::PowerSoftmax);
         let recip = Reciprocal::from_recipe(&attn.reciprocal)?.with_output_scale(self.scale);
-        let den = self.denominators(attn, &numer)?;
+        let den = self.denominators(attn, den.into_iter().flatten().collect())?;
         let den = self.ensure(&format!("{site}.den"), den, reciprocal_need(&recip))?;
         let inv = den
             .iter()
             .map(|d| Ok(recip.evaluate(&self.be, d)?))
             .collect::<Result<Vec<_>>>()?;
-        let mut out: Vec<Option<B::Ct>> = vec![None; v.len()];
-        for chunk in self.offsets_in_chunks() {
-            let rotated = self.rotated(&v, &chunk)?;
-            for (j, &r) in chunk.iter().enumerate() {
-                self.enter(Component::PowerSoftmax);
-                let weights = numer[r]
-                    .iter()
-                    .zip(&inv)
-                    .map(|(n, i)| self.mul(n, i))
-                    .collect::<Result<Vec<_>>>()?;
-                self.enter(Component::CtMatmul);
-                for (c, o) in out.iter_mut().enumerate() {
-                    let t = self.mul(&weights[groups.of(c)], &rotated[c][j])?;
-                    *o = Some(match o.take() {
-                        None => t,
-                        Some(acc) => self.be.add(&acc, &t)?,
-                    });
-                }
-            }
-        }
-        let out: Vec<B::Ct> = out.into_iter().flatten().collect();
+        let out = out
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(c, o)| self.mul(&o, &inv[groups.of(c)]))
+            .collect::<Result<Vec<_>>>()?;
         self.linear(&out, &w.o)
+    }
+
+    /// `acc + x` (`x` when there is no `acc` yet).
+    fn accumulate(&self, acc: Option<B::Ct>, x: B::Ct) -> Result<B::Ct> {
+        Ok(match acc {
+            None => x,
+            Some(a) => self.be.add(&a, &x)?,
+        })
     }
 
     /// Key offsets `0 .. seq_len` in chunks.
@@ -190,22 +199,22 @@ impl<B: Backend> Engine<'_, B> {
         })
     }
 
-    /// `eps / c^p + sum_r numer_r`, with padding slots set inside the reciprocal's interval.
-    fn denominators(&self, attn: &Attention, numer: &[Vec<B::Ct>]) -> Result<Vec<B::Ct>> {
+    /// `eps / c^p + sum_r numer_r` from the sums over `r`, with padding slots set inside the
+    /// reciprocal's interval.
+    fn denominators(&self, attn: &Attention, sums: Vec<B::Ct>) -> Result<Vec<B::Ct>> {
         let eps = attn.eps / attn.c.powi(attn.p as i32);
         let mid = 0.5 * (attn.reciprocal.a + attn.reciprocal.b);
         let d = self.layout.features_per_ct();
         let width = attn.heads * attn.head_dim;
         let per_head = d < attn.head_dim;
-        (0..numer[0].len())
-            .map(|i| {
-                let column: Vec<B::Ct> = numer.iter().map(|n| n[i].clone()).collect();
-                let m = self.sum(&column)?;
+        sums.iter()
+            .enumerate()
+            .map(|(i, m)| {
                 let pad = self.layout.slot_vector(|f, t| {
                     let real = self.layout.position(t).is_some() && (per_head || i * d + f < width);
                     if real { eps } else { mid }
                 });
-                self.add_pt(&m, &pad)
+                self.add_pt(m, &pad)
             })
             .collect()
     }

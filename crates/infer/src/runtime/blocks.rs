@@ -20,6 +20,20 @@ pub(crate) fn mlp_depth(w: &MlpWeights) -> Result<usize> {
     })
 }
 
+/// Levels the first norm of block `b` consumes.
+fn first_norm_depth(b: &CompiledBlock) -> Result<usize> {
+    let mut recipes = vec![recipe(&b.norm1)];
+    if b.parallel_residual && !same_recipe(&b.norm1, &b.norm2) {
+        recipes.push(recipe(&b.norm2));
+    }
+    norm_depth(b.norm1.kind, &recipes)
+}
+
+/// Whether two norms of the same input compute the same normalized values.
+fn same_recipe(a: &crate::model::Norm, b: &crate::model::Norm) -> bool {
+    a.kind == b.kind && a.eps == b.eps && a.inv_sqrt == b.inv_sqrt
+}
+
 fn recipe(n: &crate::model::Norm) -> NormRecipe<'_> {
     NormRecipe {
         eps: n.eps,
@@ -36,16 +50,16 @@ impl<B: Backend> Engine<'_, B> {
             .map(|c| self.be.level(c))
             .min()
             .ok_or_else(|| InferError::Unsupported("linear map of nothing".into()))?;
-        let enc = f.transform(&self.layout)?.encode(&self.be, level)?;
+        let map = f.transform(&self.layout)?;
         let copies = f.input_copies(&self.layout);
         let y = if copies > 1 {
             let stride = f.period(&self.layout) * self.layout.tokens();
             let x = x
                 .first()
                 .ok_or_else(|| InferError::Unsupported("linear map of nothing".into()))?;
-            enc.apply(&self.be, &[self.replicate(x, stride, copies)?])?
+            map.apply_streamed(&self.be, &[self.replicate(x, stride, copies)?], level)?
         } else {
-            enc.apply(&self.be, x)?
+            map.apply_streamed(&self.be, x, level)?
         };
         if !f.has_bias() {
             return Ok(y);
@@ -60,11 +74,15 @@ impl<B: Backend> Engine<'_, B> {
     /// The whole pass: blocks, final norm, LM head (logits of every position).
     pub(crate) fn forward(&self, m: &CompiledModel, x: Vec<B::Ct>) -> Result<Vec<B::Ct>> {
         let mut x = x;
-        for (l, b) in m.blocks.iter().enumerate() {
-            x = self.block(&format!("L{l}"), m.ir.d_model, b, x)?;
-        }
         let fin = &m.ir.final_norm;
         let need = norm_depth(fin.kind, &[recipe(fin)])?;
+        for (l, b) in m.blocks.iter().enumerate() {
+            let next = match m.blocks.get(l + 1) {
+                Some(nb) => first_norm_depth(nb)?,
+                None => need,
+            };
+            x = self.block(&format!("L{l}"), m.ir.d_model, b, x, next)?;
+        }
         let x = self.ensure("final.norm", x, need)?;
         let y = self.norm(fin.kind, &x, m.ir.d_model, &[recipe(fin)])?;
         let y = self.ensure("final.head", y.into_iter().next().unwrap_or_default(), 1)?;
@@ -73,20 +91,46 @@ impl<B: Backend> Engine<'_, B> {
         Ok(logits)
     }
 
-    fn block(&self, site: &str, d: usize, b: &CompiledBlock, x: Vec<B::Ct>) -> Result<Vec<B::Ct>> {
+    /// One decoder block; `next_need` is the levels the stage after it consumes (its output
+    /// is bootstrapped when it has fewer).
+    fn block(
+        &self,
+        site: &str,
+        d: usize,
+        b: &CompiledBlock,
+        x: Vec<B::Ct>,
+        next_need: usize,
+    ) -> Result<Vec<B::Ct>> {
         let kind = b.norm1.kind;
         let att_need = attention_depth(b.attn.p);
         let mlp_need = mlp_depth(&b.mlp)?;
         if b.parallel_residual {
-            let recipes = [recipe(&b.norm1), recipe(&b.norm2)];
+            // Both norms see the same input and their gains are folded into the next maps:
+            // with the same eps and inverse square root they give the same output.
+            let shared = same_recipe(&b.norm1, &b.norm2);
+            let recipes: Vec<NormRecipe<'_>> = if shared {
+                vec![recipe(&b.norm1)]
+            } else {
+                vec![recipe(&b.norm1), recipe(&b.norm2)]
+            };
             let x = self.ensure(&format!("{site}.norm"), x, norm_depth(kind, &recipes)?)?;
-            let mut ys = self.norm(kind, &x, d, &recipes)?.into_iter();
-            let (y1, y2) = (ys.next().unwrap_or_default(), ys.next().unwrap_or_default());
-            let c = y1.len();
-            let both = [y1, y2].concat();
-            let mut both = self.ensure(&format!("{site}.inputs"), both, att_need.max(mlp_need))?;
-            let y2 = both.split_off(c);
-            let a = self.attention(site, &b.attn, &b.weights, &both)?;
+            let ys = self.norm(kind, &x, d, &recipes)?;
+            let c = ys.first().map_or(0, Vec::len);
+            let ys = self.ensure(
+                &format!("{site}.inputs"),
+                ys.concat(),
+                att_need.max(mlp_need),
+            )?;
+            let (y1, y2) = if shared {
+                (ys.clone(), ys)
+            } else {
+                (ys[..c].to_vec(), ys[c..].to_vec())
+            };
+            let top = self.min_level(&y1);
+            let lazy = top - att_need.max(mlp_need) < next_need;
+            let y1 = self.lowered(y1, att_need, lazy)?;
+            let y2 = self.lowered(y2, mlp_need, lazy)?;
+            let a = self.attention(site, &b.attn, &b.weights, &y1)?;
             let m = self.mlp(&b.mlp, &y2)?;
             self.enter(Component::Other);
             let out = self.add_all(&self.add_all(&x, &a)?, &m)?;
@@ -101,26 +145,50 @@ impl<B: Backend> Engine<'_, B> {
             .next()
             .unwrap_or_default();
         let y = self.ensure(&format!("{site}.attn_in"), y, att_need)?;
+        let norm2_need = norm_depth(b.norm2.kind, &[recipe(&b.norm2)])?;
+        let lazy = self.min_level(&y) - att_need < norm2_need;
+        let y = self.lowered(y, att_need, lazy)?;
         let a = self.attention(site, &b.attn, &b.weights, &y)?;
         self.enter(Component::Other);
         let x = self.add_all(&x, &a)?;
         let recipes = [recipe(&b.norm2)];
-        let x = self.ensure(
-            &format!("{site}.norm2"),
-            x,
-            norm_depth(b.norm2.kind, &recipes)?,
-        )?;
+        let x = self.ensure(&format!("{site}.norm2"), x, norm2_need)?;
         let y = self
             .norm(b.norm2.kind, &x, d, &recipes)?
             .into_iter()
             .next()
             .unwrap_or_default();
         let y = self.ensure(&format!("{site}.mlp_in"), y, mlp_need)?;
+        let lazy = self.min_level(&y) - mlp_need < next_need;
+        let y = self.lowered(y, mlp_need, lazy)?;
         let m = self.mlp(&b.mlp, &y)?;
         self.enter(Component::Other);
         let out = self.add_all(&x, &m)?;
         self.stage_done(site);
         Ok(out)
+    }
+
+    /// Lowest level of `cts`.
+    fn min_level(&self, cts: &[B::Ct]) -> usize {
+        cts.iter().map(|c| self.be.level(c)).min().unwrap_or(0)
+    }
+
+    /// `cts` dropped to `need` levels when `lazy`: a stage whose output is bootstrapped
+    /// anyway runs cheapest at the lowest level that still fits it (every key switch,
+    /// encoding and product costs about in proportion to the level).
+    fn lowered(&self, cts: Vec<B::Ct>, need: usize, lazy: bool) -> Result<Vec<B::Ct>> {
+        if !lazy {
+            return Ok(cts);
+        }
+        cts.into_iter()
+            .map(|c| {
+                Ok(if self.be.level(&c) > need {
+                    self.be.drop_to_level(&c, need)?
+                } else {
+                    c
+                })
+            })
+            .collect()
     }
 
     fn mlp(&self, w: &MlpWeights, y: &[B::Ct]) -> Result<Vec<B::Ct>> {

@@ -131,10 +131,12 @@ fn execute_step<B: Backend>(
     }
     cache.layers = layers;
     cache.len += 1;
+    let tally = eng.be.tally();
     Ok(Run {
         outputs,
         report,
-        rotations: eng.be.tally().rotations,
+        rotations: tally.rotations,
+        rotation_levels: tally.rotation_levels,
     })
 }
 

@@ -212,17 +212,15 @@ impl<'e, 'a, B: Backend> Stepper<'e, 'a, B> {
         let den = e.add_pt(&den, &self.den_pad(attn))?;
         let den = one(e.ensure(&format!("{site}.den"), vec![den], reciprocal_need(&recip))?)?;
         let inv = recip.evaluate(&e.be, &den)?;
+        e.enter(Component::CtMatmul);
         let parts = numer
             .iter()
             .zip(&cache.v)
-            .map(|(n, v)| {
-                e.enter(Component::PowerSoftmax);
-                let wt = e.mul(n, &inv)?;
-                e.enter(Component::CtMatmul);
-                e.mul(&wt, v)
-            })
+            .map(|(n, v)| e.mul(n, v))
             .collect::<Result<Vec<_>>>()?;
         let out = e.rot_sum(&e.sum(&parts)?, pa, r)?;
+        e.enter(Component::PowerSoftmax);
+        let out = e.mul(&out, &inv)?;
         let o = self.linear(&out, &w.o, self.map(pa, pd)?)?;
         Ok((o, cache))
     }

@@ -59,6 +59,8 @@ pub struct Run<C> {
     pub report: Report,
     /// Rotations the circuit used (outside bootstrapping).
     pub rotations: Vec<i64>,
+    /// The highest level each of them ran at.
+    pub rotation_levels: BTreeMap<i64, usize>,
 }
 
 pub(crate) fn pool(threads: usize) -> Result<rayon::ThreadPool> {
@@ -92,10 +94,12 @@ fn execute<B: Backend>(
     if let Some(cost) = opts.cost {
         predict(&mut report, &eng.component_counts(), cost);
     }
+    let tally = eng.be.tally();
     Ok(Run {
         outputs,
         report,
-        rotations: eng.be.tally().rotations,
+        rotations: tally.rotations,
+        rotation_levels: tally.rotation_levels,
     })
 }
 

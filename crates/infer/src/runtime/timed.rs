@@ -2,7 +2,7 @@
 //! component being evaluated (pt-matmul, ct-matmul, Power-Softmax, ...) and to a primitive
 //! class, and records the rotations used (so a dry run lists the rotation keys it needs).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -17,7 +17,8 @@ use crate::report::{Component, PrimitiveClass};
 struct Tally {
     seconds: [[f64; PrimitiveClass::ALL.len()]; Component::ALL.len()],
     calls: [[u64; PrimitiveClass::ALL.len()]; Component::ALL.len()],
-    rotations: BTreeSet<i64>,
+    /// Rotation amount -> highest level it ran at.
+    rotations: BTreeMap<i64, usize>,
 }
 
 /// A backend whose primitive calls are timed by component and class.
@@ -36,6 +37,8 @@ pub struct TimedTally {
     pub calls: Vec<Vec<u64>>,
     /// Rotation amounts used (slot units).
     pub rotations: Vec<i64>,
+    /// The highest level each rotation ran at.
+    pub rotation_levels: BTreeMap<i64, usize>,
 }
 
 impl<B: Backend> Timed<B> {
@@ -73,7 +76,8 @@ impl<B: Backend> Timed<B> {
         TimedTally {
             seconds: t.seconds.iter().map(|r| r.to_vec()).collect(),
             calls: t.calls.iter().map(|r| r.to_vec()).collect(),
-            rotations: t.rotations.iter().copied().collect(),
+            rotations: t.rotations.keys().copied().collect(),
+            rotation_levels: t.rotations.clone(),
         }
     }
 
@@ -84,9 +88,12 @@ impl<B: Backend> Timed<B> {
         out
     }
 
-    fn note_rotations(&self, ks: &[i64]) {
+    fn note_rotations(&self, ks: &[i64], level: usize) {
         let mut t = self.tally.lock().unwrap_or_else(|e| e.into_inner());
-        t.rotations.extend(ks.iter().copied().filter(|&k| k != 0));
+        for &k in ks.iter().filter(|&&k| k != 0) {
+            let l = t.rotations.entry(k).or_insert(level);
+            *l = (*l).max(level);
+        }
     }
 }
 
@@ -153,11 +160,11 @@ impl<B: Backend> Backend for Timed<B> {
         self.timed(PrimitiveClass::Other, || self.inner.drop_to_level(a, level))
     }
     fn rotate(&self, a: &B::Ct, k: i64) -> Result<B::Ct> {
-        self.note_rotations(&[k]);
+        self.note_rotations(&[k], self.inner.level(a));
         self.timed(PrimitiveClass::Rotation, || self.inner.rotate(a, k))
     }
     fn rotate_hoisted(&self, a: &B::Ct, ks: &[i64]) -> Result<Vec<B::Ct>> {
-        self.note_rotations(ks);
+        self.note_rotations(ks, self.inner.level(a));
         self.timed(PrimitiveClass::Rotation, || {
             self.inner.rotate_hoisted(a, ks)
         })
