@@ -202,24 +202,11 @@ impl<B: Backend> EncodedBlockTransform<B> {
                     for ((g, terms), pts) in plan.giant.iter().zip(&enc.diagonals) {
                         for (&(bi, _), pt) in terms.iter().zip(pts) {
                             let prod = b.mul_plain(&rotated[i][&plan.baby[bi]], pt)?;
-                            let acc = match giants.remove(g) {
-                                None => prod,
-                                Some(acc) => b.add(&acc, &prod)?,
-                            };
-                            giants.insert(*g, acc);
+                            add_to_giant(b, &mut giants, *g, prod)?;
                         }
                     }
                 }
-                let mut total: Option<B::Ct> = None;
-                for (g, inner) in giants {
-                    let inner = if g != 0 { b.rotate(&inner, g)? } else { inner };
-                    total = Some(match total {
-                        None => inner,
-                        Some(acc) => b.add(&acc, &inner)?,
-                    });
-                }
-                let total = total.ok_or_else(|| CircuitError::Invalid("zero output".into()))?;
-                Ok(b.with_scale(&b.rescale(&total)?, scale))
+                finish_output(b, giants, scale)
             })
             .collect()
     }
@@ -315,27 +302,44 @@ impl BlockTransform {
                             })
                             .collect::<Result<Vec<_>>>()?;
                         for prod in prods {
-                            let acc = match giants.remove(g) {
-                                None => prod,
-                                Some(acc) => b.add(&acc, &prod)?,
-                            };
-                            giants.insert(*g, acc);
+                            add_to_giant(b, &mut giants, *g, prod)?;
                         }
                     }
                 }
-                let mut total: Option<B::Ct> = None;
-                for (g, inner) in giants {
-                    let inner = if g != 0 { b.rotate(&inner, g)? } else { inner };
-                    total = Some(match total {
-                        None => inner,
-                        Some(acc) => b.add(&acc, &inner)?,
-                    });
-                }
-                let total = total.ok_or_else(|| CircuitError::Invalid("zero output".into()))?;
-                Ok(b.with_scale(&b.rescale(&total)?, scale))
+                finish_output(b, giants, scale)
             })
             .collect()
     }
+}
+
+/// Adds `prod` to the inner sum of giant step `g`.
+fn add_to_giant<B: Backend>(
+    b: &B,
+    giants: &mut BTreeMap<i64, B::Ct>,
+    g: i64,
+    prod: B::Ct,
+) -> Result<()> {
+    let acc = match giants.remove(&g) {
+        None => prod,
+        Some(acc) => b.add(&acc, &prod)?,
+    };
+    giants.insert(g, acc);
+    Ok(())
+}
+
+/// One output: each giant step's inner sum rotated by its step and added, rescaled, at
+/// `scale`.
+fn finish_output<B: Backend>(b: &B, giants: BTreeMap<i64, B::Ct>, scale: f64) -> Result<B::Ct> {
+    let mut total: Option<B::Ct> = None;
+    for (g, inner) in giants {
+        let inner = if g != 0 { b.rotate(&inner, g)? } else { inner };
+        total = Some(match total {
+            None => inner,
+            Some(acc) => b.add(&acc, &inner)?,
+        });
+    }
+    let total = total.ok_or_else(|| CircuitError::Invalid("zero output".into()))?;
+    Ok(b.with_scale(&b.rescale(&total)?, scale))
 }
 
 /// A [`BlockTransform`] with blocks over `Q_level ++ P`, evaluated double hoisted on
