@@ -11,10 +11,11 @@
 //!     --cost crates/circuits/costs/n16_boot.json --out target-infer/pythia70m
 //! # encrypted, INSECURE N=2^12 twin, small shape (seconds to minutes):
 //! cargo run --release -p psf-infer --example encrypted_forward -- --log-n 12 --layers 1 \
-//!     --d 64 --heads 2 --mlp 128 --vocab 64 --seq-len 8 --out target-infer/small
+//!     --d 64 --heads 2 --mlp 128 --vocab 64 --seq-len 32 --out target-infer/small
 //! ```
-//! The vocabulary defaults to 512 (the LM head of Pythia's 50k vocabulary alone would be ~200
-//! output ciphertexts; `--vocab 50304` runs it).
+//! The vocabulary defaults to 512 (the LM head of Pythia's 50k vocabulary on every position
+//! would be 197 output ciphertexts; `--vocab 50304 --last` computes the last position's
+//! logits only, 2 output ciphertexts).
 
 use std::time::Instant;
 
@@ -25,7 +26,7 @@ use psf_ckks::{Decryptor, Encryptor, KeyGenerator};
 use psf_infer::client::{Client, ClientSpec};
 use psf_infer::model::{Attention, Block, Linear, Mlp, ModelIr, Norm, NormKind, Rope};
 use psf_infer::runtime::{RunOptions, ServerContext, SimRefresh, forward, run_sim};
-use psf_infer::{CompileOptions, CompiledModel, Report};
+use psf_infer::{CompileOptions, CompiledModel, HeadPositions, Report};
 
 struct Args {
     log_n: u32,
@@ -36,6 +37,7 @@ struct Args {
     vocab: usize,
     seq_len: usize,
     sim: bool,
+    last: bool,
     cost: Option<String>,
     out: String,
     threads: usize,
@@ -51,6 +53,7 @@ fn args() -> Args {
         vocab: 512,
         seq_len: 128,
         sim: false,
+        last: false,
         cost: None,
         out: "target-infer/encrypted_forward".into(),
         threads: 2,
@@ -73,6 +76,11 @@ fn args() -> Args {
             "--out" => a.out = next(),
             "--sim" => {
                 a.sim = true;
+                i += 1;
+                continue;
+            }
+            "--last" => {
+                a.last = true;
                 i += 1;
                 continue;
             }
@@ -189,7 +197,10 @@ fn main() {
     let a = args();
     let ir = model(&a);
     let t = Instant::now();
-    let opts = CompileOptions::for_log_n(a.seq_len, 1, a.log_n, prompts(&a, 1));
+    let mut opts = CompileOptions::for_log_n(a.seq_len, 1, a.log_n, prompts(&a, 1));
+    if a.last {
+        opts.head = HeadPositions::Last;
+    }
     let m = CompiledModel::compile(&ir, &opts).expect("compile");
     let params = m.params().unwrap();
     let req = m.key_requirements().unwrap();
@@ -235,11 +246,12 @@ fn main() {
         .unwrap();
     let server = ServerContext::new(&m, keys, encap).unwrap();
     let (out, mut report) = forward(&m, &server, cts, &run).unwrap();
-    let positions: Vec<(usize, usize)> = (0..a.seq_len).map(|p| (0, p)).collect();
+    let first = if a.last { a.seq_len - 1 } else { 0 };
+    let positions: Vec<(usize, usize)> = (first..a.seq_len).map(|p| (0, p)).collect();
     let have = client
         .decrypt_logits(&Decryptor::new(&sk), &out, &positions)
         .unwrap();
-    let want = ir.forward_f64(&x[0]).unwrap();
+    let want = ir.forward_f64(&x[0]).unwrap().split_off(first);
     let (mut max, mut se, mut n, mut agree) = (0.0f64, 0.0, 0usize, 0usize);
     let argmax = |v: &[f64]| (0..v.len()).max_by(|&i, &j| v[i].total_cmp(&v[j])).unwrap();
     for (w, h) in want.iter().zip(&have) {

@@ -522,6 +522,7 @@ fn forward_prediction(s: &Setup, dec: &Decoder, opts: &RunOptions<'_>) -> f64 {
         batch: 1,
         preset: dec.preset.clone(),
         calibration: vec![embed(&s.calibration[0][..n])],
+        head: psf_infer::compile::HeadPositions::All,
     };
     let m = CompiledModel::compile(&s.ir, &copts).expect("whole-prompt compile");
     let params = m.params().expect("params");

@@ -6,8 +6,8 @@
 use psf_ckks::{Ciphertext, CkksParameters, Decryptor, Encoder, Encryptor};
 use serde::{Deserialize, Serialize};
 
-use crate::compile::CompiledModel;
 use crate::compile::decode::{Decoder, StepLayout};
+use crate::compile::{CompiledModel, HeadPositions};
 use crate::layout::Layout;
 use crate::{InferError, Result};
 
@@ -22,6 +22,10 @@ pub struct ClientSpec {
     pub vocab: usize,
     /// Level to encrypt at.
     pub level: usize,
+    /// The positions the server computes logits for (every position in specs written
+    /// before this field existed).
+    #[serde(default)]
+    pub head: HeadPositions,
 }
 
 impl ClientSpec {
@@ -36,6 +40,7 @@ impl ClientSpec {
             d_model: m.ir.d_model,
             vocab: m.ir.vocab(),
             level: m.fresh_level(&params),
+            head: m.head,
         })
     }
 }
@@ -104,7 +109,10 @@ impl Client {
     /// # Errors
     /// A decryption error or the wrong number of ciphertexts.
     pub fn decrypt_slots(&self, dec: &Decryptor, cts: &[Ciphertext]) -> Result<Vec<Vec<f64>>> {
-        let want = self.spec.layout.cts_for(self.spec.vocab);
+        let want = self
+            .spec
+            .head
+            .output_cts(&self.spec.layout, self.spec.vocab);
         if cts.len() != want {
             return Err(InferError::shape("logit ciphertexts", want, cts.len()));
         }
@@ -116,7 +124,7 @@ impl Client {
     /// The logits of `(prompt, position)` pairs.
     ///
     /// # Errors
-    /// As [`Self::decrypt_slots`], or a position out of range.
+    /// As [`Self::decrypt_slots`], or a position out of range or not computed by the head.
     pub fn decrypt_logits(
         &self,
         dec: &Decryptor,
@@ -126,7 +134,10 @@ impl Client {
         let slots = self.decrypt_slots(dec, cts)?;
         positions
             .iter()
-            .map(|&(b, p)| self.spec.layout.unpack_token(&slots, self.spec.vocab, b, p))
+            .map(|&(b, p)| {
+                let (layout, vocab) = (&self.spec.layout, self.spec.vocab);
+                self.spec.head.logits(layout, vocab, &slots, b, p)
+            })
             .collect()
     }
 }

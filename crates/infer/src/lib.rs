@@ -28,7 +28,7 @@ pub mod report;
 pub mod runtime;
 
 pub use compile::decode::{DecodeOptions, Decoder, StepLayout};
-pub use compile::{CompileOptions, CompiledModel, KeyRequirements, Plan};
+pub use compile::{CompileOptions, CompiledModel, HeadPositions, KeyRequirements, Plan};
 pub use error::{InferError, Result};
 pub use layout::Layout;
 pub use model::ModelIr;

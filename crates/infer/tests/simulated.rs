@@ -6,12 +6,17 @@ mod common;
 use common::{LLAMA, NEOX, Shape, compare, model, prompts};
 use psf_circuits::SimBackend;
 use psf_infer::runtime::{RunOptions, SimRefresh, run_sim};
-use psf_infer::{CompileOptions, CompiledModel};
+use psf_infer::{CompileOptions, CompiledModel, HeadPositions};
 
 fn check(shape: Shape, batch: usize, seq_len: usize) {
+    check_head(shape, batch, seq_len, HeadPositions::All);
+}
+
+fn check_head(shape: Shape, batch: usize, seq_len: usize, head: HeadPositions) {
     let ir = model(shape, 7);
     let calib = prompts(shape.d, batch, seq_len, 1);
-    let opts = CompileOptions::for_log_n(seq_len, batch, 12, calib);
+    let mut opts = CompileOptions::for_log_n(seq_len, batch, 12, calib);
+    opts.head = head;
     let m = CompiledModel::compile(&ir, &opts).unwrap();
     assert!(!m.plan.bootstraps.is_empty());
     let x = prompts(shape.d, batch, seq_len, 2);
@@ -26,12 +31,17 @@ fn check(shape: Shape, batch: usize, seq_len: usize) {
     )
     .unwrap();
     let slots: Vec<Vec<f64>> = run.outputs.iter().map(|c| c.values.clone()).collect();
+    assert_eq!(slots.len(), head.output_cts(&m.layout, shape.vocab));
     let (mut want, mut have) = (Vec::new(), Vec::new());
     for (b, p) in x.iter().enumerate() {
         let logits = ir.forward_f64(p).unwrap();
         for (pos, row) in logits.into_iter().enumerate() {
+            if head == HeadPositions::Last && pos + 1 < seq_len {
+                assert!(head.logits(&m.layout, shape.vocab, &slots, b, pos).is_err());
+                continue;
+            }
             want.push(row);
-            have.push(m.layout.unpack_token(&slots, shape.vocab, b, pos).unwrap());
+            have.push(head.logits(&m.layout, shape.vocab, &slots, b, pos).unwrap());
         }
     }
     let nan_w = want
@@ -86,4 +96,11 @@ fn neox_heads_spanning_ciphertexts() {
 #[test]
 fn llama_grouped_heads() {
     check(LLAMA, 8, 8);
+}
+
+#[test]
+fn last_position_head_wide_and_narrow_inputs() {
+    // 16 features per ciphertext = d (wide), then 32 > d = 16 (narrow input).
+    check_head(NEOX, 16, 8, HeadPositions::Last);
+    check_head(LLAMA, 8, 8, HeadPositions::Last);
 }

@@ -10,9 +10,11 @@
 
 pub mod decode;
 pub mod decode_maps;
+pub mod head;
 mod keys;
 pub mod weights;
 
+pub use head::HeadPositions;
 pub use keys::KeyRequirements;
 pub(crate) use keys::key_requirements_of;
 
@@ -45,6 +47,8 @@ pub struct CompileOptions {
     /// Embeddings `[prompt][position][feature]` (`batch` prompts of `seq_len`) the dry run
     /// uses to find the refresh bounds: text like what will be served.
     pub calibration: Vec<Vec<Vec<f64>>>,
+    /// The positions whose logits are computed (every position by default).
+    pub head: HeadPositions,
 }
 
 impl CompileOptions {
@@ -61,6 +65,7 @@ impl CompileOptions {
             batch,
             preset: presets::for_log_n(log_n),
             calibration,
+            head: HeadPositions::All,
         }
     }
 }
@@ -139,6 +144,8 @@ pub struct CompiledModel {
     pub blocks: Vec<CompiledBlock>,
     /// LM head with the final norm folded in.
     pub lm_head: Folded,
+    /// The positions whose logits the pass computes.
+    pub head: HeadPositions,
     /// The plan of the dry run.
     pub plan: Plan,
 }
@@ -165,6 +172,7 @@ impl CompiledModel {
             preset: opts.preset.clone(),
             blocks,
             lm_head,
+            head: opts.head,
             plan: Plan {
                 stages: ir.blocks.len() + 1,
                 ..Plan::default()

@@ -7,8 +7,9 @@ use psf_circuits::{Backend, Circuit, PolyEval};
 use super::attention::attention_depth;
 use super::engine::Engine;
 use super::norm::{NormRecipe, norm_depth};
+use crate::compile::head::last_position_head;
 use crate::compile::weights::Folded;
-use crate::compile::{CompiledBlock, CompiledModel, MlpWeights};
+use crate::compile::{CompiledBlock, CompiledModel, HeadPositions, MlpWeights};
 use crate::report::Component;
 use crate::{InferError, Result};
 
@@ -85,10 +86,43 @@ impl<B: Backend> Engine<'_, B> {
         }
         let x = self.ensure("final.norm", x, need)?;
         let y = self.norm(fin.kind, &x, m.ir.d_model, &[recipe(fin)])?;
-        let y = self.ensure("final.head", y.into_iter().next().unwrap_or_default(), 1)?;
-        let logits = self.linear(&y, &m.lm_head)?;
+        let y = y.into_iter().next().unwrap_or_default();
+        let logits = match m.head {
+            HeadPositions::All => {
+                let y = self.ensure("final.head", y, 1)?;
+                self.linear(&y, &m.lm_head)?
+            }
+            HeadPositions::Last => {
+                let y = self.ensure("final.head", y, 2)?;
+                self.last_position_logits(m, &y)?
+            }
+        };
         self.stage_done("final");
         Ok(logits)
+    }
+
+    /// The logits of each prompt's last position ([`crate::compile::head`]): the token masked
+    /// and spread over its feature rows, then the dense head map.
+    fn last_position_logits(&self, m: &CompiledModel, y: &[B::Ct]) -> Result<Vec<B::Ct>> {
+        let (lay, n) = (&self.layout, self.layout.tokens());
+        let mut out = Vec::new();
+        for b in 0..lay.batch {
+            self.enter(Component::PtMatmul);
+            let t = lay.token(b, lay.seq_len - 1);
+            let mask = lay.slot_vector(|_, tt| if tt == t { 1.0 } else { 0.0 });
+            let spread = y
+                .iter()
+                .map(|c| self.rot_sum(&self.mul_pt(c, &mask)?, 1, n))
+                .collect::<Result<Vec<_>>>()?;
+            let (map, bias) = last_position_head(&m.lm_head, lay, t)?;
+            let level = self.min_level(&spread);
+            let logits = map.apply_streamed(&self.be, &spread, level)?;
+            self.enter(Component::Other);
+            for (c, bv) in logits.iter().zip(&bias) {
+                out.push(self.add_pt(c, bv)?);
+            }
+        }
+        Ok(out)
     }
 
     /// One decoder block; `next_need` is the levels the stage after it consumes (its output
