@@ -12,7 +12,8 @@ hidden ciphertexts):
 
 - pt-matmul: one block of <= F diagonals per (input, output) ciphertext pair: per layer
   4 m^2 (q, k, v, o; grouped k/v heads are expanded to all heads) + 2 m h (plain MLP) or
-  3 m h (gated); plus the LM head, m * vocab / F blocks.
+  3 m h (gated); plus the LM head: m * vocab / F blocks on every position, or
+  m * vocab / S blocks for the last position only (`HeadPositions::Last`).
 - ct-matmul and Power-Softmax: per layer, per key offset and per model ciphertext, the key
   and value rotations, two products and two rotate-and-sums of log2(head_dim) rotations:
   proportional to m * (2 + 2 log2(head_dim)) at the same sequence length.
@@ -34,18 +35,23 @@ import sys
 
 F = 256  # features per ciphertext at 128 tokens, N = 2^16
 
+S = 2**15  # slots
+
 SHAPES = {
-    # name: layers, d, heads, head_dim, mlp, vocab, gated (Llama) or parallel residual (NeoX)
-    "Pythia-70M shape (reference)": (6, 512, 8, 64, 2048, 512, False),
-    "Pythia-70M, full vocabulary": (6, 512, 8, 64, 2048, 50304, False),
-    "Pythia-1.4B": (24, 2048, 16, 128, 8192, 50304, False),
-    "Llama-7B shape": (32, 4096, 32, 128, 11008, 32000, True),
+    # name: layers, d, heads, head_dim, mlp, vocab, gated (Llama) or parallel residual (NeoX),
+    # LM head on every position (True) or the last one only
+    "Pythia-70M shape (reference)": (6, 512, 8, 64, 2048, 512, False, True),
+    "Pythia-70M, vocabulary 50,304, every position": (6, 512, 8, 64, 2048, 50304, False, True),
+    "Pythia-70M, vocabulary 50,304, last position": (6, 512, 8, 64, 2048, 50304, False, False),
+    "Pythia-1.4B, last position": (24, 2048, 16, 128, 8192, 50304, False, False),
+    "Llama-7B shape, last position": (32, 4096, 32, 128, 11008, 32000, True, False),
 }
 
 
-def units(layers, d, heads, head_dim, mlp, vocab, gated):
+def units(layers, d, heads, head_dim, mlp, vocab, gated, every_position):
     m, h = math.ceil(d / F), math.ceil(mlp / F)
-    pt = layers * (4 * m * m + (3 if gated else 2) * m * h) + m * math.ceil(vocab / F)
+    head = math.ceil(vocab / F) if every_position else math.ceil(vocab / S)
+    pt = layers * (4 * m * m + (3 if gated else 2) * m * h) + m * head
     att = layers * m * (2 + 2 * math.log2(head_dim))
     norms = layers * m * (2 if gated else 1) + m
     act = layers * h
