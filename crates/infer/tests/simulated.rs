@@ -104,3 +104,11 @@ fn last_position_head_wide_and_narrow_inputs() {
     check_head(NEOX, 16, 8, HeadPositions::Last);
     check_head(LLAMA, 8, 8, HeadPositions::Last);
 }
+
+#[test]
+fn neox_narrow_inputs() {
+    // 4 prompts x 8 tokens = 32 token slots: 64 features per ciphertext > d = 16, so the
+    // maps read copies of their inputs, and the GELU's value at 0 in the unused hidden rows
+    // must not reach the down projection's copies.
+    check(NEOX, 4, 8);
+}

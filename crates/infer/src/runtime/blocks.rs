@@ -202,6 +202,30 @@ impl<B: Backend> Engine<'_, B> {
         Ok(out)
     }
 
+    /// `h` with `value` subtracted from the feature rows at or past `rows`: there the
+    /// activation's input is exactly 0, so its output is the polynomial's value at 0, which a
+    /// narrow down projection (summing copies of its input) would otherwise pick up. Costs
+    /// no level.
+    fn zero_unused_rows(&self, h: Vec<B::Ct>, rows: usize, value: f64) -> Result<Vec<B::Ct>> {
+        let d = self.layout.features_per_ct();
+        if value == 0.0 || rows.is_multiple_of(d) {
+            return Ok(h);
+        }
+        self.enter(Component::Activation);
+        h.iter()
+            .enumerate()
+            .map(|(c, hc)| {
+                if (c + 1) * d <= rows {
+                    return Ok(hc.clone());
+                }
+                let fix = self
+                    .layout
+                    .slot_vector(|f, _| if c * d + f >= rows { -value } else { 0.0 });
+                self.add_pt(hc, &fix)
+            })
+            .collect()
+    }
+
     /// Lowest level of `cts`.
     fn min_level(&self, cts: &[B::Ct]) -> usize {
         cts.iter().map(|c| self.be.level(c)).min().unwrap_or(0)
@@ -230,11 +254,13 @@ impl<B: Backend> Engine<'_, B> {
             MlpWeights::Plain { up, down, act } => {
                 let h = self.linear(y, up)?;
                 self.enter(Component::Activation);
+                let at_zero = act.eval(0.0);
                 let act = PolyEval::new(act.clone())?.with_output_scale(self.scale);
                 let h = h
                     .iter()
                     .map(|c| Ok(act.evaluate_one(&self.be, c)?))
                     .collect::<Result<Vec<_>>>()?;
+                let h = self.zero_unused_rows(h, up.rows, at_zero)?;
                 self.linear(&h, down)
             }
             MlpWeights::Gated {
