@@ -5,7 +5,7 @@
 use psf_circuits::inverse::{InvSqrt, Reciprocal};
 use psf_circuits::{Backend, PolyEval};
 
-use super::attention::{attention_depth, reciprocal_need};
+use super::attention::{attention_depth, den_padding, reciprocal_need};
 use super::blocks::mlp_depth;
 use super::decode::LayerCache;
 use super::engine::Engine;
@@ -288,12 +288,11 @@ impl<'e, 'a, B: Backend> Stepper<'e, 'a, B> {
             .collect()
     }
 
-    /// `eps / c^p` on the attention features, the middle of the reciprocal's interval on the
-    /// padding features.
+    /// `eps / c^p` on the attention features, [`den_padding`] on the padding features.
     fn den_pad(&self, attn: &Attention) -> Vec<f64> {
         let lay = &self.dec.layout;
         let eps = attn.eps / attn.c.powi(attn.p as i32);
-        let mid = 0.5 * (attn.reciprocal.a + attn.reciprocal.b);
+        let mid = den_padding(attn);
         let width = attn.heads * attn.head_dim;
         (0..lay.slots)
             .map(|m| {
