@@ -90,19 +90,7 @@ impl Interleaved {
                 .copied()
                 .unwrap_or(0.0)
         };
-        let diags: Vec<(i64, Vec<f64>)> = (0..d)
-            .map(|k| {
-                let v: Vec<f64> = (0..self.slots)
-                    .map(|m| at(m / n, (m / n + k) % d))
-                    .collect();
-                ((k * n) as i64, v)
-            })
-            .filter(|(_, v)| v.iter().any(|&x| x != 0.0))
-            .collect();
-        if diags.is_empty() {
-            return Ok(None);
-        }
-        LinearTransform::from_diagonals(self.slots, diags, s).map(Some)
+        LinearTransform::from_diagonal_fn(self.slots, d, n, |k, m| at(m / n, (m / n + k) % d), s)
     }
 
     /// The square `d x d` weight matrix (`d = features_per_ct`) on one ciphertext: `y[g][t] =

@@ -109,6 +109,33 @@ impl LinearTransform {
         })
     }
 
+    /// The transform whose diagonal `k < count` (rotation `k * stride`) holds `value(k, m)` in
+    /// slot `m`; `None` when every diagonal is zero (e.g. a zero block of a block matrix).
+    ///
+    /// # Errors
+    /// As [`Self::from_diagonals`].
+    pub fn from_diagonal_fn(
+        slots: usize,
+        count: usize,
+        stride: usize,
+        value: impl Fn(usize, usize) -> f64,
+        strategy: Strategy,
+    ) -> Result<Option<Self>> {
+        let diags: Vec<(i64, Vec<f64>)> = (0..count)
+            .map(|k| {
+                (
+                    (k * stride) as i64,
+                    (0..slots).map(|m| value(k, m)).collect(),
+                )
+            })
+            .filter(|(_, v): &(i64, Vec<f64>)| v.iter().any(|&x| x != 0.0))
+            .collect();
+        if diags.is_empty() {
+            return Ok(None);
+        }
+        Self::from_diagonals(slots, diags, strategy).map(Some)
+    }
+
     /// The `d x d` matrix `rows` acting on vectors replicated with period `d` (`d` divides
     /// `slots`): the output is replicated too. With `d = slots`, a plain square matrix.
     ///

@@ -98,31 +98,21 @@ pub(crate) fn last_position_head(
         .map(|o| {
             (0..layout.cts_for(lm.cols))
                 .map(|i| {
-                    let diags: Vec<(i64, Vec<f64>)> = (0..d)
-                        .map(|k| {
-                            let v: Vec<f64> = (0..s)
-                                .map(|m| {
-                                    let (row, f) =
-                                        (o * s + m, i * d + sigma((m / n + k) % d, m % n));
-                                    if row < lm.rows && f < lm.cols {
-                                        lm.weight(row, f, 0)
-                                    } else {
-                                        0.0
-                                    }
-                                })
-                                .collect();
-                            ((k * n) as i64, v)
-                        })
-                        .filter(|(_, v)| v.iter().any(|&x| x != 0.0))
-                        .collect();
-                    if diags.is_empty() {
-                        return Ok(None);
-                    }
-                    Ok(Some(LinearTransform::from_diagonals(
+                    let value = |k: usize, m: usize| {
+                        let (row, f) = (o * s + m, i * d + sigma((m / n + k) % d, m % n));
+                        if row < lm.rows && f < lm.cols {
+                            lm.weight(row, f, 0)
+                        } else {
+                            0.0
+                        }
+                    };
+                    Ok(LinearTransform::from_diagonal_fn(
                         s,
-                        diags,
+                        d,
+                        n,
+                        value,
                         Strategy::Bsgs(None),
-                    )?))
+                    )?)
                 })
                 .collect::<Result<Vec<_>>>()
         })

@@ -166,29 +166,21 @@ impl Folded {
             .map(|o| {
                 (0..layout.cts_for(self.cols))
                     .map(|i| {
-                        let diags = (0..c).map(|k| {
-                            let v: Vec<f64> = (0..slots)
-                                .map(|m| {
-                                    let (g, f) = (o * d + m / n, i * d + (m / n + k) % c);
-                                    if g < self.rows && f < self.cols {
-                                        self.weight(g, f, pos(m % n))
-                                    } else {
-                                        0.0
-                                    }
-                                })
-                                .collect();
-                            ((k * n) as i64, v)
-                        });
-                        let diags: Vec<_> =
-                            diags.filter(|(_, v)| v.iter().any(|&x| x != 0.0)).collect();
-                        if diags.is_empty() {
-                            return Ok(None);
-                        }
-                        Ok(Some(LinearTransform::from_diagonals(
+                        let value = |k: usize, m: usize| {
+                            let (g, f) = (o * d + m / n, i * d + (m / n + k) % c);
+                            if g < self.rows && f < self.cols {
+                                self.weight(g, f, pos(m % n))
+                            } else {
+                                0.0
+                            }
+                        };
+                        Ok(LinearTransform::from_diagonal_fn(
                             slots,
-                            diags,
+                            c,
+                            n,
+                            value,
                             Strategy::Bsgs(None),
-                        )?))
+                        )?)
                     })
                     .collect::<Result<Vec<_>>>()
             })
