@@ -67,7 +67,8 @@ pub struct ServeArgs {
     /// Largest key upload, MiB (clients split larger key sets into several uploads).
     #[arg(long, default_value_t = Limits::default().max_key_bytes >> 20)]
     max_key_mib: u64,
-    /// Memory budget for keys and encrypted state of all sessions, MiB.
+    /// Memory budget for the shared bootstrapping circuits and the keys and encrypted state of
+    /// all sessions, MiB.
     #[arg(long, default_value_t = Limits::default().memory_budget_bytes >> 20)]
     memory_mib: u64,
     /// Seconds before an unused session is dropped.
@@ -197,7 +198,8 @@ fn model_engine(args: &ServeArgs, dir: &Path) -> anyhow::Result<Engine> {
     let s = model.spec();
     eprintln!(
         "{} compiled in {:.1} s on {}: {} prompt(s) x {} tokens, {} bootstrap sites, \
-         keys {:.2} GiB ({} Galois) + {:.1} MiB encapsulation, {:.2} GiB per session context",
+         keys {:.2} GiB ({} Galois) + {:.1} MiB encapsulation per session; bootstrapping circuit \
+         {:.2} GiB, shared by all sessions",
         s.name,
         t.elapsed().as_secs_f64(),
         s.params_name,

@@ -233,8 +233,8 @@ fn admit(engine: &Engine, session: &Session, bytes: &[u8], kind: Upload) -> Resu
     Ok(())
 }
 
-/// The session's evaluation context, built by its first job once the keys are complete (the
-/// model's bootstrapping circuit is accounted then).
+/// The session's evaluation context, built by its first job once the keys are complete (on
+/// the workload's shared bootstrapping circuit: nothing beyond the keys is accounted).
 pub(crate) fn context(
     engine: &Engine,
     store: &SessionStore,
@@ -250,11 +250,8 @@ pub(crate) fn context(
     if !status.ready {
         return Err(missing(status));
     }
-    let extra = engine.context_bytes(mode);
-    store.reserve(extra)?;
     match engine.build(mode, std::mem::take(set)) {
         Ok(ctx) => {
-            session.hold(extra);
             let ctx = Arc::new(ctx);
             *keys = Keys::Ready(ctx.clone());
             Ok(ctx)
@@ -263,7 +260,7 @@ pub(crate) fn context(
             // The keys went into the failed build: nothing is held any more.
             let held = session.held();
             session.unhold(held);
-            store.release(extra + held);
+            store.release(held);
             Err(e)
         }
     }

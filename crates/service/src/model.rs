@@ -13,6 +13,7 @@
 //! the lookup itself on its own copy of the same directory (checked by [`ModelSpec::fingerprint`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use psf_circuits::bootstrap::Bootstrapper;
 use psf_circuits::bootstrap::keys::small_params;
@@ -117,7 +118,8 @@ pub struct ModelSpec {
     pub evaluation_key_bytes: u64,
     /// Bytes of the encoded encapsulation keys.
     pub encapsulation_key_bytes: u64,
-    /// Bytes a session's bootstrapping circuit (encoded DFT diagonals) holds on the server.
+    /// Bytes of the bootstrapping circuit (encoded DFT diagonals), built once at start and
+    /// shared by every session (accounted once, not per session).
     pub context_bytes: u64,
     /// Tokens of the calibration text.
     pub calibration_tokens: usize,
@@ -138,7 +140,8 @@ pub struct StepFacts {
     pub evaluation_key_bytes: u64,
     /// Bytes of the encoded encapsulation keys.
     pub encapsulation_key_bytes: u64,
-    /// Bytes of a session's bootstrapping circuit (the decoder's may use fewer slots).
+    /// Bytes of the decoder's bootstrapping circuit (it may use fewer slots), built once and
+    /// shared by every `step` session (none when it is the forward pass's circuit).
     pub context_bytes: u64,
 }
 
@@ -148,21 +151,37 @@ pub struct ModelWorkload {
     decoder: Option<Decoder>,
     spec: ModelSpec,
     threads: usize,
+    /// The forward pass's bootstrapping circuit, shared by every session.
+    boot: Arc<Bootstrapper>,
+    /// The decoder's (the forward pass's when both use the same preset).
+    step_boot: Option<Arc<Bootstrapper>>,
 }
 
-fn step_facts(dec: &Decoder) -> Result<StepFacts> {
+/// The step facts of `dec` and its bootstrapping circuit (`forward`'s when the presets agree).
+fn step_facts(
+    dec: &Decoder,
+    forward: &CompiledModel,
+    forward_boot: &Arc<Bootstrapper>,
+) -> Result<(StepFacts, Arc<Bootstrapper>)> {
     let params = dec.params()?;
     let keys = dec.key_requirements()?;
     let (evaluation_key_bytes, encapsulation_key_bytes) = key_bytes(&params, &keys)?;
-    let boot = Bootstrapper::new(&params, dec.preset.config)?;
-    Ok(StepFacts {
+    let (boot, context_bytes) = if dec.preset == forward.preset {
+        (forward_boot.clone(), 0)
+    } else {
+        let b = Bootstrapper::new(&params, dec.preset.config)?;
+        let bytes = b.size_bytes() as u64;
+        (Arc::new(b), bytes)
+    };
+    let facts = StepFacts {
         client: StepSpec::of(dec)?,
         keys,
         bootstrap_sites: dec.plan.bootstraps.len(),
         evaluation_key_bytes,
         encapsulation_key_bytes,
-        context_bytes: boot.size_bytes() as u64,
-    })
+        context_bytes,
+    };
+    Ok((facts, boot))
 }
 
 /// Compiles the decoder for `max_len` positions, calibrated on two windows of that length.
@@ -328,9 +347,15 @@ impl ModelWorkload {
             .max_len
             .map(|l| decoder(&ir, poly, calibration, l, opts.log_n))
             .transpose()?;
-        let step = decoder.as_ref().map(step_facts).transpose()?;
         let params = compiled.params()?;
-        let boot = Bootstrapper::new(&params, compiled.preset.config)?;
+        let boot = Arc::new(Bootstrapper::new(&params, compiled.preset.config)?);
+        let (step, step_boot) = match &decoder {
+            Some(dec) => {
+                let (facts, b) = step_facts(dec, &compiled, &boot)?;
+                (Some(facts), Some(b))
+            }
+            None => (None, None),
+        };
         let (evaluation_key_bytes, encapsulation_key_bytes) = key_bytes(&params, &keys)?;
         let client = ClientSpec::of(&compiled)?;
         let spec = ModelSpec {
@@ -344,7 +369,7 @@ impl ModelWorkload {
             seq_len: opts.seq_len,
             batch: opts.batch,
             params_name: params.ring().name().into(),
-            output_ciphertexts: client.layout.cts_for(client.vocab),
+            output_ciphertexts: client.head.output_cts(&client.layout, client.vocab),
             client,
             step,
             bootstrap_sites: compiled.plan.bootstraps.len(),
@@ -361,6 +386,8 @@ impl ModelWorkload {
             decoder,
             spec,
             threads: opts.threads.max(1),
+            boot,
+            step_boot,
         })
     }
 
@@ -397,33 +424,31 @@ impl ModelWorkload {
         })
     }
 
-    /// Bytes of a `mode` session's bootstrapping circuit.
-    pub fn context_bytes(&self, mode: SessionMode) -> u64 {
-        match mode {
-            SessionMode::Forward => self.spec.context_bytes,
-            SessionMode::Step => self.spec.step.as_ref().map_or(0, |s| s.context_bytes),
-        }
+    /// Bytes of the bootstrapping circuits the workload holds for every session (built at
+    /// start: the forward pass's and, if different, the decoder's).
+    pub fn resident_bytes(&self) -> u64 {
+        self.spec.context_bytes + self.spec.step.as_ref().map_or(0, |s| s.context_bytes)
     }
 
     /// The server context of a `mode` session with its complete keys.
     ///
     /// # Errors
-    /// No decoder for `step`, or as `ServerContext::from_preset`.
+    /// No decoder for `step`.
     pub fn context(
         &self,
         mode: SessionMode,
         evaluation: psf_ckks::EvaluationKeys,
         encapsulation: Option<psf_circuits::bootstrap::Encapsulation>,
     ) -> Result<ServerContext> {
-        let preset = match mode {
-            SessionMode::Forward => &self.compiled.preset,
-            SessionMode::Step => &self.decoder.as_ref().ok_or_else(no_decoder)?.preset,
+        let boot = match mode {
+            SessionMode::Forward => &self.boot,
+            SessionMode::Step => self.step_boot.as_ref().ok_or_else(no_decoder)?,
         };
-        Ok(ServerContext::from_preset(
-            preset,
+        Ok(ServerContext::with_bootstrapper(
+            boot.clone(),
             evaluation,
             encapsulation,
-        )?)
+        ))
     }
 
     fn run_options<'a>(&self, progress: &'a (dyn Fn(&Progress) + Sync)) -> RunOptions<'a> {

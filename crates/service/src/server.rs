@@ -86,13 +86,15 @@ pub struct Server {
 pub(crate) type Shared = State<Arc<AppState>>;
 
 impl Server {
-    /// A server running `engine` within `limits`.
+    /// A server running `engine` within `limits` (the engine's shared bootstrapping circuits
+    /// come off the memory budget first).
     pub fn new(engine: Engine, limits: Limits) -> Self {
+        let resident = engine.resident_bytes();
         let state = AppState {
             engine: Arc::new(engine),
             store: Arc::new(SessionStore::new(
                 limits.max_sessions,
-                limits.memory_budget_bytes,
+                limits.memory_budget_bytes.saturating_sub(resident),
             )),
             metrics: Metrics::default(),
             jobs: JobPool::new(limits.max_concurrent_jobs, limits.max_queued_jobs),

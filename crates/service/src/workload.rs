@@ -180,12 +180,12 @@ impl Engine {
         }
     }
 
-    /// Bytes a `mode` session's [`Context`] holds beyond its keys (the model's bootstrapping
-    /// circuit), accounted when it is built.
-    pub fn context_bytes(&self, mode: SessionMode) -> u64 {
+    /// Bytes the workload holds for all sessions (the model's shared bootstrapping
+    /// circuits); the server takes them off its memory budget at start.
+    pub fn resident_bytes(&self) -> u64 {
         match &self.workload {
             Workload::Probe(_) => 0,
-            Workload::Model(m) => m.context_bytes(mode),
+            Workload::Model(m) => m.resident_bytes(),
         }
     }
 

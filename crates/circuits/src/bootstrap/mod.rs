@@ -102,6 +102,11 @@ impl Bootstrapper {
         &self.config
     }
 
+    /// The parameters it was built for.
+    pub fn params(&self) -> &CkksParameters {
+        &self.params
+    }
+
     /// Bytes of the encoded DFT diagonals (extended to `Q_l ++ P`).
     pub fn size_bytes(&self) -> usize {
         self.cts

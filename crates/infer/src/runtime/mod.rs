@@ -14,6 +14,7 @@ pub mod refresh;
 pub mod timed;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use psf_circuits::bootstrap::presets::BootstrapPreset;
 use psf_circuits::bootstrap::{Bootstrapper, Encapsulation};
@@ -215,7 +216,7 @@ pub struct ServerContext {
     params: CkksParameters,
     encoder: Encoder,
     eval: Evaluator,
-    boot: Bootstrapper,
+    boot: Arc<Bootstrapper>,
     encapsulation: Option<Encapsulation>,
 }
 
@@ -245,13 +246,25 @@ impl ServerContext {
     ) -> Result<Self> {
         let params = preset.params.try_build()?;
         let boot = Bootstrapper::new(&params, preset.config)?;
-        Ok(Self {
+        Ok(Self::with_bootstrapper(Arc::new(boot), keys, encapsulation))
+    }
+
+    /// A context on a bootstrapping circuit built once and shared (its encoded DFT matrices
+    /// are key-independent: 4.4 GiB at N = 2^16, so a server holds one per parameter set, not
+    /// one per session). The circuit must be the one of the compiled model's preset.
+    pub fn with_bootstrapper(
+        boot: Arc<Bootstrapper>,
+        keys: EvaluationKeys,
+        encapsulation: Option<Encapsulation>,
+    ) -> Self {
+        let params = boot.params().clone();
+        Self {
             encoder: Encoder::new(&params),
             eval: Evaluator::new(&params, keys),
             params,
             boot,
             encapsulation,
-        })
+        }
     }
 
     /// The evaluator (its counter holds the primitive counts of every run).
