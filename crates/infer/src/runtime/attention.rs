@@ -185,11 +185,15 @@ impl<B: Backend> Engine<'_, B> {
                 };
                 self.enter(Component::PowerSoftmax);
                 let mask = self.score_mask(attn, groups, i, r);
-                let mut z = self.mul_pt(&summed, &mask)?;
-                if !groups.per_head {
-                    z = self.replicate(&z, n, dh)?;
+                let z = self.mul_pt(&summed, &mask)?;
+                let numer = self.power(&z, attn.p)?;
+                // The power keeps the zeros off the head starts, so the copy to the whole head
+                // can come after it, at a lower level (cheaper rotations).
+                if groups.per_head {
+                    Ok(numer)
+                } else {
+                    self.replicate(&numer, n, dh)
                 }
-                self.power(&z, attn.p)
             })
             .collect()
     }
