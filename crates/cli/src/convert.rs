@@ -5,10 +5,13 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use candle_core::Device;
 use clap::Args;
 use psf_model::attention_norm::{AttentionNorm, PowerSoftmax};
-use psf_model::data::DataConfig;
+use psf_model::data::{DataConfig, TokenData};
+use psf_model::eval::perplexity;
 use psf_model::train::{RangeLoss, TrainConfig, run};
+use psf_model::{Model, ModelConfigLiteral};
 use serde::Serialize;
 
 /// Arguments of `psformer convert`.
@@ -61,6 +64,8 @@ struct Point {
     steps: usize,
     tokens: usize,
     held_out_ppl: f64,
+    /// Training tokens per second of the segment that ended here (steps only).
+    tokens_per_sec: Option<f64>,
 }
 
 /// What `conversion.json` holds.
@@ -105,7 +110,8 @@ fn train_config(a: &ConvertArgs) -> TrainConfig {
         eval_every: 0,
         eval_windows: a.eval_windows,
         resume: true,
-        progress: false,
+        // Plain log lines every 10 steps (loss, range penalty, tokens/s) on stderr.
+        progress: true,
         ..TrainConfig::default()
     };
     cfg.model.attention_norm = Some(AttentionNorm::Power(PowerSoftmax {
@@ -116,6 +122,19 @@ fn train_config(a: &ConvertArgs) -> TrainConfig {
     cfg
 }
 
+/// Held-out perplexity of the checkpoint `a.from` with its attention set to `norm`, on the
+/// windows the training run evaluates (no trainer, no checkpoint written).
+fn held_out_ppl(a: &ConvertArgs, data: &TokenData, norm: AttentionNorm) -> anyhow::Result<f64> {
+    let mut lit = ModelConfigLiteral::from_file(a.from.join("config.json"))?;
+    lit.attention_norm = Some(norm);
+    lit.max_position_embeddings = lit.max_position_embeddings.max(a.seq);
+    let cfg = lit.try_build()?;
+    let dev = Device::Cpu;
+    let model = Model::from_safetensors(a.from.join("model.safetensors"), &cfg, &dev)?;
+    let windows = (a.eval_windows > 0).then_some(a.eval_windows);
+    Ok(perplexity(&model, &data.held_out, a.seq, a.batch, windows, &dev)?.ppl)
+}
+
 /// Runs the conversion and writes `conversion.json`.
 pub fn run_convert(a: &ConvertArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -123,34 +142,21 @@ pub fn run_convert(a: &ConvertArgs) -> anyhow::Result<()> {
         "steps and segment must be > 0"
     );
     let cfg = train_config(a);
-    // The original model on the same held-out windows: a zero-step run of a softmax copy.
-    let mut orig = cfg.clone();
-    orig.model.attention_norm = Some(AttentionNorm::Softmax);
-    orig.out_dir = a.out.join("original-eval");
-    orig.stop_at = Some(0);
-    orig.resume = false;
-    let original_ppl = run(&orig)
-        .context("evaluating the original model")?
-        .held_out
-        .ppl;
+    // Tokenize once into the run's cache (the training invocations find it there).
+    let data = psf_model::data::prepare(&cfg.data, &a.out.join("data"))
+        .context("tokenizing the corpus")?;
+    let original_ppl =
+        held_out_ppl(a, &data, AttentionNorm::Softmax).context("evaluating the original model")?;
     eprintln!("original (softmax): held-out ppl {original_ppl:.3}");
-    // Step 0 (swapped, untrained) in a directory of its own: a zero-step checkpoint has no
-    // training loss, and resuming the training run from it would fail.
-    let swapped = run(&TrainConfig {
-        out_dir: a.out.join("swapped-eval"),
-        stop_at: Some(0),
-        resume: false,
-        ..cfg.clone()
-    })
-    .context("evaluating the swapped model")?;
-    eprintln!(
-        "power p={}: step 0: held-out ppl {:.3}",
-        a.p, swapped.held_out.ppl
-    );
+    let power = cfg.model.attention_norm.clone().unwrap_or_default();
+    let swapped = held_out_ppl(a, &data, power).context("evaluating the swapped model")?;
+    drop(data);
+    eprintln!("power p={}: step 0: held-out ppl {swapped:.3}", a.p);
     let mut curve = vec![Point {
         steps: 0,
         tokens: 0,
-        held_out_ppl: swapped.held_out.ppl,
+        held_out_ppl: swapped,
+        tokens_per_sec: None,
     }];
     let mut stop = 0;
     while stop < a.steps {
@@ -169,6 +175,7 @@ pub fn run_convert(a: &ConvertArgs) -> anyhow::Result<()> {
             steps: report.steps,
             tokens,
             held_out_ppl: report.held_out.ppl,
+            tokens_per_sec: Some(report.tokens_per_sec),
         });
     }
     let out = Conversion {

@@ -3,6 +3,7 @@
 //! its unapproximated twin and the original softmax model (QUALITY.md is generated from it).
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::Context;
 use candle_core::Device;
@@ -10,9 +11,9 @@ use clap::Args;
 use psf_model::data::TokenStream;
 use psf_model::{Model, ModelConfig};
 use psf_poly::{
-    CalibrationOptions, ChoiceResult, Comparison, Mode, ObservedRanges, PolyModel, PolyOp,
-    PolyWeights, Ppl, calibrate, candle_logits, candle_perplexity, compare, continuation_task,
-    score_choices, windows,
+    CalibrationOptions, ChoiceItem, ChoiceResult, Comparison, Mode, ObservedRanges, PolyModel,
+    PolyOp, PolyWeights, Ppl, calibrate, candle_logits, candle_perplexity, compare_many,
+    continuation_task, score_choices, score_choices_from, windows,
 };
 use serde::Serialize;
 
@@ -105,7 +106,7 @@ struct Quality {
 }
 
 /// Multiple-choice accuracy of the models without polynomials.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct ChoiceSummary {
     items: usize,
     context: usize,
@@ -181,118 +182,210 @@ fn row(d: usize, spec: &psf_poly::PolySpec, c: &Comparison) -> Row {
     }
 }
 
+/// The candle-side measurements: ranges, perplexities and multiple-choice picks of the
+/// Power-Softmax model and of the original softmax model.
+struct CandleSide {
+    cfg: ModelConfig,
+    ranges: ObservedRanges,
+    power_ppl: Ppl,
+    original_ppl: Option<Ppl>,
+    power_choice: ChoiceResult,
+    original_choice: Option<ChoiceResult>,
+}
+
+fn candle_side(
+    a: &PolyfitArgs,
+    calib: &[Vec<u32>],
+    evalw: &[Vec<u32>],
+    items: &[ChoiceItem],
+) -> anyhow::Result<CandleSide> {
+    let t = Instant::now();
+    let (model, cfg) = load(&a.model)?;
+    let ranges = ObservedRanges::record(&model, &cfg, calib)?;
+    eprintln!(
+        "calibration: {} tokens in {:.0} s",
+        ranges.tokens,
+        t.elapsed().as_secs_f64()
+    );
+    std::fs::write(
+        a.out.join("ranges.json"),
+        serde_json::to_string_pretty(&ranges)?,
+    )?;
+    let power_ppl = candle_perplexity(&model, evalw)?;
+    eprintln!("power model (candle): ppl {:.3}", power_ppl.ppl);
+    let power_choice = score_choices(items, |x| candle_logits(&model, x))?;
+    drop(model);
+    let (original_ppl, original_choice) = match &a.original {
+        Some(dir) => {
+            let m = load(dir)?.0;
+            let ppl = candle_perplexity(&m, evalw)?;
+            eprintln!("original model (candle): ppl {:.3}", ppl.ppl);
+            let ch = if items.is_empty() {
+                None
+            } else {
+                Some(score_choices(items, |x| candle_logits(&m, x))?)
+            };
+            (Some(ppl), ch)
+        }
+        None => (None, None),
+    };
+    eprintln!("candle models done at {:.0} s", t.elapsed().as_secs_f64());
+    Ok(CandleSide {
+        cfg,
+        ranges,
+        power_ppl,
+        original_ppl,
+        power_choice,
+        original_choice,
+    })
+}
+
+/// Logits of positions `from..` of `ids` (what multiple-choice scoring reads).
+fn poly_logits(
+    poly: &PolyModel,
+    ids: &[u32],
+    from: usize,
+    mode: Mode,
+) -> psf_poly::Result<psf_poly::Forward> {
+    let x = poly.weights().embed(ids)?;
+    let positions: Vec<usize> = (from..ids.len()).collect();
+    poly.forward_at(&x, &positions, mode)
+}
+
+/// Scores the items with the polynomial model; fills the row's multiple-choice fields.
+fn choice_row(
+    r: &mut Row,
+    poly: &PolyModel,
+    items: &[ChoiceItem],
+    exact: &ChoiceResult,
+) -> anyhow::Result<()> {
+    let mut seen = psf_poly::OutOfRange::default();
+    let pc = score_choices_from(items, |x, from| {
+        let f = poly_logits(poly, x, from, Mode::Polynomial)?;
+        seen.merge(&f.out_of_range);
+        Ok(f.logits)
+    })?;
+    let mut by_op = std::collections::BTreeMap::<String, u64>::new();
+    for (site, n) in seen.sites.iter().filter(|(_, n)| n.outside > 0) {
+        *by_op.entry(format!("{:?}", site.op)).or_default() += n.outside;
+    }
+    r.choice_outside = Some(by_op.into_iter().collect());
+    r.choice_acc = Some(pc.acc);
+    r.choice_agreement_with_exact = Some(pc.agreement(exact));
+    Ok(())
+}
+
 /// Runs calibration and the degree sweep; writes the files and prints the markdown table.
 pub fn run_polyfit(a: &PolyfitArgs) -> anyhow::Result<()> {
+    let t = Instant::now();
     std::fs::create_dir_all(&a.out)?;
     let train = TokenStream::read(&a.data.join("train.tokens"))?;
     let held = TokenStream::read(&a.data.join("held_out.tokens"))?;
     let calib = calib_windows(&train.ids, a.seq, a.calib_windows)?;
     let evalw = windows(&held.ids, a.seq, Some(a.eval_windows))?;
-    let (model, cfg) = load(&a.model)?;
-    let ranges = ObservedRanges::record(&model, &cfg, &calib)?;
-    std::fs::write(
-        a.out.join("ranges.json"),
-        serde_json::to_string_pretty(&ranges)?,
-    )?;
-    let power_ppl = candle_perplexity(&model, &evalw)?;
-    eprintln!("power model (candle): ppl {:.3}", power_ppl.ppl);
-    let original_ppl = match &a.original {
-        Some(dir) => Some(candle_perplexity(&load(dir)?.0, &evalw)?),
-        None => None,
-    };
-    let weights = PolyWeights::from_dir(&a.model)?;
     let items = if a.choice_items > 0 {
-        continuation_task(
-            &held.ids,
-            a.choice_items,
-            a.choice_context,
-            a.choice_span,
-            4,
-            0,
-        )?
+        let (n, ctx, span) = (a.choice_items, a.choice_context, a.choice_span);
+        continuation_task(&held.ids, n, ctx, span, 4, 0)?
     } else {
         Vec::new()
     };
-    let original = match &a.original {
-        Some(dir) if !items.is_empty() => {
-            let m = load(dir)?.0;
-            Some(score_choices(&items, |x| candle_logits(&m, x))?)
-        }
-        _ => None,
-    };
-    let power_choice = score_choices(&items, |x| candle_logits(&model, x))?;
-    let mut choice: Option<ChoiceSummary> = None;
-    let mut rows = Vec::new();
+    let cs = candle_side(a, &calib, &evalw, &items)?;
+    let mut specs = Vec::with_capacity(a.degrees.len());
     for &d in &a.degrees {
-        let opts = CalibrationOptions {
-            margin: a.margin,
-            activation_degree: d,
-            inv_sqrt_guess_degree: a.guess_degree,
-            reciprocal_guess_degree: a.guess_degree,
-            target_rel_error: a.target_rel,
-            ..CalibrationOptions::default()
-        };
-        let spec = calibrate(&cfg, &ranges, &opts)?;
+        let spec = calibrate(&cs.cfg, &cs.ranges, &options(a, d))?;
         spec.to_file(a.out.join(format!("spec-d{d}.json")))?;
-        let poly = PolyModel::new(weights.clone(), spec.clone())?;
-        let c = compare(&poly, &evalw)?;
-        let mut r = row(d, &spec, &c);
-        if !items.is_empty() {
-            if choice.is_none() {
-                let exact_twin =
-                    score_choices(&items, |x| Ok(poly.forward_ids(x, Mode::Exact)?.logits))?;
-                choice = Some(ChoiceSummary {
-                    items: items.len(),
-                    context: a.choice_context,
-                    span: a.choice_span,
-                    chance: 0.25,
-                    original: original.clone(),
-                    power: power_choice.clone(),
-                    exact_twin,
-                });
-            }
-            let mut seen = psf_poly::OutOfRange::default();
-            let pc = score_choices(&items, |x| {
-                let f = poly.forward_ids(x, Mode::Polynomial)?;
-                seen.merge(&f.out_of_range);
-                Ok(f.logits)
-            })?;
-            let mut by_op = std::collections::BTreeMap::<String, u64>::new();
-            for (site, n) in seen.sites.iter().filter(|(_, n)| n.outside > 0) {
-                *by_op.entry(format!("{:?}", site.op)).or_default() += n.outside;
-            }
-            r.choice_outside = Some(by_op.into_iter().collect());
-            r.choice_acc = Some(pc.acc);
-            r.choice_agreement_with_exact = choice.as_ref().map(|c| pc.agreement(&c.exact_twin));
-        }
-        eprintln!(
-            "degree {d}: ppl {:.3} -> {:.3}, top-1 agreement {:.4}, outside {}, outside on choice items {:?}",
-            r.exact_ppl, r.poly_ppl, r.top1_agreement, r.outside, r.choice_outside
-        );
-        rows.push(r);
+        specs.push(spec);
     }
-    let q = Quality {
+    anyhow::ensure!(!specs.is_empty(), "no degrees given");
+    let base = PolyModel::new(PolyWeights::from_dir(&a.model)?, specs[0].clone())?;
+    let polys = specs
+        .iter()
+        .map(|s| base.with_spec(s.clone()))
+        .collect::<psf_poly::Result<Vec<_>>>()?;
+    drop(base);
+    let comparisons = compare_many(&polys, &evalw)?;
+    let elapsed = || t.elapsed().as_secs_f64();
+    eprintln!(
+        "held-out comparison ({} windows, {} specs) done at {:.0} s",
+        evalw.len(),
+        polys.len(),
+        elapsed()
+    );
+    let rows = a.degrees.iter().zip(&polys).zip(&comparisons);
+    let mut q = Quality {
         model: a.model.clone(),
         original: a.original.clone(),
-        calib_tokens: ranges.tokens,
+        calib_tokens: cs.ranges.tokens,
         eval_tokens: evalw.len() * a.seq,
         seq: a.seq,
         margin: a.margin,
         guess_degree: a.guess_degree,
         target_rel: a.target_rel,
-        original_ppl,
-        power_ppl,
-        choice,
-        rows,
+        original_ppl: cs.original_ppl,
+        power_ppl: cs.power_ppl,
+        choice: None,
+        rows: rows.map(|((&d, p), c)| row(d, p.spec(), c)).collect(),
     };
-    std::fs::write(
-        a.out.join("quality.json"),
-        serde_json::to_string_pretty(&q)?,
-    )?;
-    let md = markdown(&q);
-    std::fs::write(a.out.join("quality.md"), &md)?;
-    println!("{md}");
+    // Written now and after every degree's multiple choice: a run stopped early keeps what
+    // it measured.
+    write_quality(a, &q)?;
+    if !items.is_empty() {
+        let exact_twin = score_choices_from(&items, |x, from| {
+            Ok(poly_logits(&polys[0], x, from, Mode::Exact)?.logits)
+        })?;
+        let ch = ChoiceSummary {
+            items: items.len(),
+            context: a.choice_context,
+            span: a.choice_span,
+            chance: 0.25,
+            original: cs.original_choice.clone(),
+            power: cs.power_choice.clone(),
+            exact_twin,
+        };
+        q.choice = Some(ch.clone());
+        for (i, poly) in polys.iter().enumerate() {
+            choice_row(&mut q.rows[i], poly, &items, &ch.exact_twin)?;
+            write_quality(a, &q)?;
+            eprintln!(
+                "multiple choice, degree {}: {:.0} s",
+                q.rows[i].activation_degree,
+                elapsed()
+            );
+        }
+    }
+    for r in &q.rows {
+        eprintln!(
+            "degree {}: ppl {:.3} -> {:.3}, top-1 agreement {:.4}, outside {}, outside on choice items {:?} ({:.0} s)",
+            r.activation_degree,
+            r.exact_ppl,
+            r.poly_ppl,
+            r.top1_agreement,
+            r.outside,
+            r.choice_outside,
+            elapsed()
+        );
+    }
+    println!("{}", write_quality(a, &q)?);
     Ok(())
+}
+
+/// Writes `quality.json` and `quality.md`; returns the markdown.
+fn write_quality(a: &PolyfitArgs, q: &Quality) -> anyhow::Result<String> {
+    std::fs::write(a.out.join("quality.json"), serde_json::to_string_pretty(q)?)?;
+    let md = markdown(q);
+    std::fs::write(a.out.join("quality.md"), &md)?;
+    Ok(md)
+}
+
+fn options(a: &PolyfitArgs, degree: usize) -> CalibrationOptions {
+    CalibrationOptions {
+        margin: a.margin,
+        activation_degree: degree,
+        inv_sqrt_guess_degree: a.guess_degree,
+        reciprocal_guess_degree: a.guess_degree,
+        target_rel_error: a.target_rel,
+        ..CalibrationOptions::default()
+    }
 }
 
 fn markdown(q: &Quality) -> String {
@@ -318,19 +411,25 @@ fn markdown(q: &Quality) -> String {
             c.items, c.context, c.span
         ));
     }
+    // Accuracy with its standard error (binomial, over the items).
+    let acc = |r: Option<&ChoiceResult>| {
+        r.map_or("-".to_string(), |r| {
+            format!("{:.1}% ± {:.1}", 100.0 * r.acc, 100.0 * r.acc_stderr)
+        })
+    };
     s.push_str("\n\n| model | perplexity | multiple choice acc |\n|---|---:|---:|\n");
     s.push_str(&format!(
         "| original (softmax) | {} | {} |\n| Power-Softmax (candle) | {:.3} | {} |\n",
         f3(q.original_ppl.map(|p| p.ppl)),
-        pct(ch.and_then(|c| c.original.as_ref().map(|r| r.acc))),
+        acc(ch.and_then(|c| c.original.as_ref())),
         q.power_ppl.ppl,
-        pct(ch.map(|c| c.power.acc)),
+        acc(ch.map(|c| &c.power)),
     ));
     if let Some(r) = q.rows.first() {
         s.push_str(&format!(
             "| Power-Softmax, f64 exact twin | {:.3} | {} |\n",
             r.exact_ppl,
-            pct(ch.map(|c| c.exact_twin.acc))
+            acc(ch.map(|c| &c.exact_twin))
         ));
     }
     s.push_str(

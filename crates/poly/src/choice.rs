@@ -53,6 +53,29 @@ pub fn score_choices(
     items: &[ChoiceItem],
     mut logits: impl FnMut(&[u32]) -> Result<Matrix>,
 ) -> Result<ChoiceResult> {
+    score_choices_from(items, |ids, from| {
+        let l = logits(ids)?;
+        if l.rows != ids.len() {
+            return Err(PolyError::Shape {
+                expected: format!("{} logit rows", ids.len()),
+                got: l.rows.to_string(),
+            });
+        }
+        let rows = l.data[from * l.cols..].to_vec();
+        Matrix::new(l.rows - from, l.cols, rows)
+    })
+}
+
+/// [`score_choices`] for models that compute only some positions' logits (the LM head is
+/// a fifth of a small model's work): `logits(ids, from)` returns the rows of positions
+/// `from..ids.len()` only.
+///
+/// # Errors
+/// As [`score_choices`], or `logits` returning another number of rows.
+pub fn score_choices_from(
+    items: &[ChoiceItem],
+    mut logits: impl FnMut(&[u32], usize) -> Result<Matrix>,
+) -> Result<ChoiceResult> {
     let mut preds = Vec::with_capacity(items.len());
     let mut correct = 0usize;
     for it in items {
@@ -71,12 +94,13 @@ pub fn score_choices(
         for (i, ch) in it.choices.iter().enumerate() {
             let whole: Vec<u32> = it.context.iter().chain(ch).copied().collect();
             let input = &whole[..whole.len() - 1];
-            let l = logits(input)?;
-            let first = it.context.len() - 1;
-            let rows: Vec<f64> = (first..input.len())
-                .flat_map(|r| l.row(r).to_vec())
-                .collect();
-            let part = Matrix::new(ch.len(), l.cols, rows)?;
+            let part = logits(input, it.context.len() - 1)?;
+            if part.rows != ch.len() {
+                return Err(PolyError::Shape {
+                    expected: format!("{} logit rows", ch.len()),
+                    got: part.rows.to_string(),
+                });
+            }
             let ll = -nll_and_argmax(&part, ch).0;
             if ll > best.1 {
                 best = (i, ll);
@@ -184,5 +208,13 @@ mod tests {
             answer: 0,
         };
         assert!(score_choices(&[bad], oracle).is_err());
+        // Positions from `from` only: the same picks; a wrong row count is an error.
+        let sliced = score_choices_from(&items, |x, from| {
+            let l = oracle(x)?;
+            Matrix::new(x.len() - from, 50, l.data[from * 50..].to_vec())
+        })
+        .unwrap();
+        assert_eq!(sliced, r);
+        assert!(score_choices_from(&items, |x, _| Ok(Matrix::zeros(x.len(), 50))).is_err());
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{PolyError, Result};
 use crate::matrix::Matrix;
-use crate::model::PolyModel;
+use crate::model::{Forward, PolyModel};
 use crate::spec::{Mode, OutOfRange};
 
 /// Consecutive non-overlapping windows of `seq + 1` tokens (inputs are the first `seq`,
@@ -106,31 +106,77 @@ pub fn nll_and_argmax(logits: &Matrix, targets: &[u32]) -> (f64, Vec<usize>) {
 /// # Errors
 /// As [`PolyModel::forward_ids`].
 pub fn compare(model: &PolyModel, windows: &[Vec<u32>]) -> Result<Comparison> {
-    let mut c = Comparison::default();
-    let (mut se, mut sp, mut n, mut sq) = (0.0, 0.0, 0usize, 0.0);
+    let mut all = compare_many(std::slice::from_ref(model), windows)?;
+    Ok(all.remove(0))
+}
+
+/// [`compare`] for several specs of the same weights (a degree sweep, see
+/// [`PolyModel::with_spec`]): the exact twin runs once per window, not once per spec (its
+/// output does not depend on the approximations). One [`Comparison`] per model.
+///
+/// # Errors
+/// No models, models of different weights, or as [`PolyModel::forward_ids`].
+pub fn compare_many(models: &[PolyModel], windows: &[Vec<u32>]) -> Result<Vec<Comparison>> {
+    let Some(first) = models.first() else {
+        return Err(PolyError::InvalidSpec("no models to compare".into()));
+    };
+    if models
+        .iter()
+        .any(|m| !std::ptr::eq(m.weights(), first.weights()))
+    {
+        return Err(PolyError::InvalidSpec(
+            "compare_many needs models sharing one set of weights (PolyModel::with_spec)".into(),
+        ));
+    }
+    let mut acc = vec![Acc::default(); models.len()];
+    let (mut se, mut n) = (0.0, 0usize);
     for w in windows {
         let (ids, targets) = (&w[..w.len() - 1], &w[1..]);
-        let fe = model.forward_ids(ids, Mode::Exact)?;
-        let fp = model.forward_ids(ids, Mode::Polynomial)?;
+        let fe = first.forward_ids(ids, Mode::Exact)?;
         let (ne, te) = nll_and_argmax(&fe.logits, targets);
-        let (np, tp) = nll_and_argmax(&fp.logits, targets);
         se += ne;
-        sp += np;
         n += targets.len();
-        c.top1_agree += te.iter().zip(&tp).filter(|(a, b)| a == b).count();
-        for (a, b) in fe.logits.data.iter().zip(&fp.logits.data) {
-            let d = (a - b).abs();
-            c.max_logit_err = c
-                .max_logit_err
-                .max(if d.is_nan() { f64::INFINITY } else { d });
-            sq += d * d;
+        for (model, a) in models.iter().zip(acc.iter_mut()) {
+            let fp = model.forward_ids(ids, Mode::Polynomial)?;
+            a.add(&fe.logits, &te, &fp, targets);
         }
-        c.out_of_range.merge(&fp.out_of_range);
     }
-    c.exact = Ppl::from_sum(se, n);
-    c.poly = Ppl::from_sum(sp, n);
-    c.logit_mse = sq / (n.max(1) * model.weights().config.vocab_size) as f64;
-    Ok(c)
+    let vocab = first.weights().config.vocab_size;
+    Ok(acc
+        .into_iter()
+        .map(|a| Comparison {
+            exact: Ppl::from_sum(se, n),
+            poly: Ppl::from_sum(a.nll, n),
+            top1_agree: a.top1_agree,
+            max_logit_err: a.max_err,
+            logit_mse: a.sq / (n.max(1) * vocab) as f64,
+            out_of_range: a.oor,
+        })
+        .collect())
+}
+
+/// Running sums of one polynomial model against the exact twin.
+#[derive(Debug, Clone, Default)]
+struct Acc {
+    nll: f64,
+    top1_agree: usize,
+    max_err: f64,
+    sq: f64,
+    oor: OutOfRange,
+}
+
+impl Acc {
+    fn add(&mut self, exact: &Matrix, exact_top: &[usize], fp: &Forward, targets: &[u32]) {
+        let (np, tp) = nll_and_argmax(&fp.logits, targets);
+        self.nll += np;
+        self.top1_agree += exact_top.iter().zip(&tp).filter(|(a, b)| a == b).count();
+        for (a, b) in exact.data.iter().zip(&fp.logits.data) {
+            let d = (a - b).abs();
+            self.max_err = self.max_err.max(if d.is_nan() { f64::INFINITY } else { d });
+            self.sq += d * d;
+        }
+        self.oor.merge(&fp.out_of_range);
+    }
 }
 
 /// Perplexity of the candle model on the same windows (the reference for the twins).

@@ -47,10 +47,11 @@ mod spec;
 mod weights;
 
 pub use calibrate::{CalibrationOptions, LayerRanges, ObservedRanges, Seen, calibrate};
-pub use choice::{ChoiceItem, ChoiceResult, continuation_task, score_choices};
+pub use choice::{ChoiceItem, ChoiceResult, continuation_task, score_choices, score_choices_from};
 pub use error::{PolyError, Result};
 pub use eval::{
-    Comparison, Ppl, candle_logits, candle_perplexity, compare, nll_and_argmax, windows,
+    Comparison, Ppl, candle_logits, candle_perplexity, compare, compare_many, nll_and_argmax,
+    windows,
 };
 pub use matrix::Matrix;
 pub use model::{Forward, PolyModel, int_pow};

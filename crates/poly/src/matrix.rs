@@ -1,7 +1,5 @@
 //! A dense row-major `f64` matrix and the products the model needs.
 
-use rayon::prelude::*;
-
 use crate::error::{PolyError, Result};
 
 /// A dense row-major matrix of `f64`.
@@ -50,25 +48,45 @@ impl Matrix {
     }
 
     /// `self W^T (+ b)` for a weight `w` `(out, in)` as in PyTorch: `(rows, in) -> (rows, out)`.
+    /// One `gemm` call (AVX-512/FMA kernels picked at run time, rayon threads), so that
+    /// 30-layer models such as SmolLM2-135M run in reasonable time.
     pub(crate) fn linear(&self, w: &Matrix, b: Option<&[f64]>) -> Matrix {
-        debug_assert_eq!(self.cols, w.cols);
-        let out = w.rows;
-        let mut y = Matrix::zeros(self.rows, out);
-        // Parallel over output columns in chunks (tokens are few, features many).
-        let cols: Vec<Vec<f64>> = (0..out)
-            .into_par_iter()
-            .with_min_len(16)
-            .map(|o| {
-                let wr = w.row(o);
-                let bias = b.map_or(0.0, |b| b[o]);
-                (0..self.rows)
-                    .map(|t| dot(self.row(t), wr) + bias)
-                    .collect()
-            })
-            .collect();
-        for (o, col) in cols.iter().enumerate() {
-            for (t, v) in col.iter().enumerate() {
-                y.data[t * out + o] = *v;
+        assert_eq!(self.cols, w.cols, "linear: input width");
+        let (m, n, k) = (self.rows, w.rows, self.cols);
+        let mut y = Matrix::zeros(m, n);
+        if m > 0 && n > 0 && k > 0 {
+            assert!(self.data.len() == m * k && w.data.len() == n * k && y.data.len() == m * n);
+            let threads = rayon::current_num_threads();
+            // SAFETY: dst (m, n) row-major, lhs = self (m, k) row-major, rhs = W^T (k, n)
+            // read from W (n, k) row-major (row stride 1, column stride k); the asserts bound
+            // every index gemm touches and the three buffers are distinct allocations.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    y.data.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    self.data.as_ptr(),
+                    1,
+                    k as isize,
+                    w.data.as_ptr(),
+                    k as isize,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::Rayon(threads),
+                );
+            }
+        }
+        if let Some(b) = b {
+            for r in 0..m {
+                y.row_mut(r).iter_mut().zip(b).for_each(|(e, b)| *e += b);
             }
         }
         y

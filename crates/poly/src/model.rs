@@ -1,5 +1,7 @@
 //! [`PolyModel`]: the forward pass of the contract (see the crate documentation) in `f64`.
 
+use std::sync::Arc;
+
 use psf_approx::FirstGuess;
 use psf_model::Arch;
 use rayon::prelude::*;
@@ -27,9 +29,11 @@ struct Guesses {
 }
 
 /// The polynomial model: weights, approximation spec and the precomputed first guesses.
+/// The weights are shared: [`Self::with_spec`] makes a model with another spec without
+/// copying them (a degree sweep of a 135M-parameter model holds one copy).
 #[derive(Debug, Clone)]
 pub struct PolyModel {
-    weights: PolyWeights,
+    weights: Arc<PolyWeights>,
     spec: PolySpec,
     guesses: Vec<Guesses>,
     final_guess: FirstGuess,
@@ -43,6 +47,18 @@ impl PolyModel {
     /// # Errors
     /// A mismatching or invalid spec.
     pub fn new(weights: PolyWeights, spec: PolySpec) -> Result<Self> {
+        Self::shared(Arc::new(weights), spec)
+    }
+
+    /// The same weights with another spec (checked as in [`Self::new`]).
+    ///
+    /// # Errors
+    /// A mismatching or invalid spec.
+    pub fn with_spec(&self, spec: PolySpec) -> Result<Self> {
+        Self::shared(Arc::clone(&self.weights), spec)
+    }
+
+    fn shared(weights: Arc<PolyWeights>, spec: PolySpec) -> Result<Self> {
         let cfg = &weights.config;
         if spec.layers.len() != cfg.num_layers {
             return Err(PolyError::InvalidSpec(format!(

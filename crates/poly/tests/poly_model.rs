@@ -6,7 +6,7 @@ use psf_model::model::var_tensors;
 use psf_model::{Model, ModelConfig, ModelConfigLiteral};
 use psf_poly::{
     CalibrationOptions, Mode, ObservedRanges, PolyModel, PolyOp, PolyWeights, calibrate,
-    candle_logits, compare,
+    candle_logits, compare, compare_many,
 };
 
 fn literal(neox: bool) -> ModelConfigLiteral {
@@ -73,7 +73,10 @@ fn exact_mode_matches_candle() {
         // Requested positions only.
         let at = poly.forward_at(&poly.weights().embed(&x).unwrap(), &[3, 15], Mode::Exact);
         let at = at.unwrap().logits;
-        assert_eq!(at.row(1), got.row(15));
+        // Same values up to the summation order of the matrix product (gemm blocks by rows).
+        for (a, b) in at.row(1).iter().zip(got.row(15)) {
+            assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{a} vs {b}");
+        }
     }
 }
 
@@ -115,6 +118,43 @@ fn polynomial_mode_tracks_exact_and_counts_ranges() {
             .outside,
         0
     );
+}
+
+#[test]
+fn a_degree_sweep_shares_weights_and_the_exact_run() {
+    let (model, cfg, weights) = random(false, 11);
+    let specs: Vec<_> = [4, 16]
+        .iter()
+        .map(|&d| {
+            let opts = CalibrationOptions {
+                activation_degree: d,
+                ..Default::default()
+            };
+            spec_for(&model, &cfg, &opts)
+        })
+        .collect();
+    let base = PolyModel::new(weights.clone(), specs[0].clone()).unwrap();
+    let polys: Vec<PolyModel> = specs
+        .iter()
+        .map(|s| base.with_spec(s.clone()).unwrap())
+        .collect();
+    assert!(std::ptr::eq(polys[0].weights(), polys[1].weights()));
+    // The calibration windows plus one target each: every input lies in its interval.
+    let windows: Vec<Vec<u32>> = (0..3).map(|s| ids(17, s * 7 + 1)).collect();
+    let many = compare_many(&polys, &windows).unwrap();
+    for (p, m) in polys.iter().zip(&many) {
+        let one = compare(p, &windows).unwrap();
+        // Bit for bit, NaN included (a degree-4 SiLU on a random model may blow up).
+        assert_eq!(format!("{one:?}"), format!("{m:?}"));
+    }
+    // The low degree is measurably worse than the high one on the same exact run.
+    assert_eq!(many[0].exact, many[1].exact);
+    assert!(many[1].max_logit_err.is_finite(), "{:?}", many[1]);
+    assert!(many[0].max_logit_err > many[1].max_logit_err, "{many:?}");
+    // Separately loaded weights, or no models, are refused.
+    let other = PolyModel::new(weights, specs[1].clone()).unwrap();
+    assert!(compare_many(&[polys[0].clone(), other], &windows).is_err());
+    assert!(compare_many(&[], &windows).is_err());
 }
 
 #[test]

@@ -57,9 +57,16 @@ pub fn run(cfg: &TrainConfig) -> Result<TrainReport> {
         loss = out.loss;
         let tps = ((step + 1 - start_step) * cfg.batch_size * cfg.seq_len) as f64 / train_secs;
         let done = step + 1;
+        let range = match cfg.range_loss {
+            Some(_) => format!(" | range {:.2}", out.range_penalty),
+            None => String::new(),
+        };
         bar.step(
             done,
-            format!("loss {:.3} | lr {:.2e} | {tps:.0} tok/s", out.loss, out.lr),
+            format!(
+                "loss {:.3}{range} | lr {:.2e} | {tps:.0} tok/s",
+                out.loss, out.lr
+            ),
         );
         if cfg.eval_every > 0 && done % cfg.eval_every == 0 && done < cfg.steps {
             let p = evaluate(cfg, &trainer.model, &data, &dev)?;
