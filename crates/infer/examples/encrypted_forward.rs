@@ -19,6 +19,8 @@
 
 use std::time::Instant;
 
+use clap::Parser;
+
 use psf_approx::{Chebyshev, InvSqrtRecipe, InverseMethod, ReciprocalRecipe};
 use psf_circuits::SimBackend;
 use psf_circuits::cost::{CostModel, CostTable};
@@ -28,67 +30,45 @@ use psf_infer::model::{Attention, Block, Linear, Mlp, ModelIr, Norm, NormKind, R
 use psf_infer::runtime::{RunOptions, ServerContext, SimRefresh, forward, run_sim};
 use psf_infer::{CompileOptions, CompiledModel, HeadPositions, Report};
 
+/// Command-line options (the shape defaults to Pythia-70M's, see the module docs).
+#[derive(Parser)]
 struct Args {
+    /// `log2` of the ring degree (16: 128-bit; 12: the INSECURE twin).
+    #[arg(long, default_value_t = 16)]
     log_n: u32,
+    /// Blocks.
+    #[arg(long, default_value_t = 6)]
     layers: usize,
+    /// Model width.
+    #[arg(long, default_value_t = 512)]
     d: usize,
+    /// Attention heads.
+    #[arg(long, default_value_t = 8)]
     heads: usize,
+    /// MLP width.
+    #[arg(long, default_value_t = 2048)]
     mlp: usize,
+    /// Vocabulary.
+    #[arg(long, default_value_t = 512)]
     vocab: usize,
+    /// Tokens of the prompt.
+    #[arg(long, default_value_t = 128)]
     seq_len: usize,
+    /// Simulate and price the circuit instead of encrypting.
+    #[arg(long)]
     sim: bool,
+    /// Logits of the last position only (`HeadPositions::Last`).
+    #[arg(long)]
     last: bool,
+    /// Cost table (JSON) for the prediction.
+    #[arg(long)]
     cost: Option<String>,
+    /// Output directory of the report.
+    #[arg(long, default_value = "target-infer/encrypted_forward")]
     out: String,
+    /// Threads.
+    #[arg(long, default_value_t = 2)]
     threads: usize,
-}
-
-fn args() -> Args {
-    let mut a = Args {
-        log_n: 16,
-        layers: 6,
-        d: 512,
-        heads: 8,
-        mlp: 2048,
-        vocab: 512,
-        seq_len: 128,
-        sim: false,
-        last: false,
-        cost: None,
-        out: "target-infer/encrypted_forward".into(),
-        threads: 2,
-    };
-    let v: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < v.len() {
-        let next = || v.get(i + 1).cloned().unwrap_or_default();
-        let num = || next().parse::<usize>().expect("a number");
-        match v[i].as_str() {
-            "--log-n" => a.log_n = num() as u32,
-            "--layers" => a.layers = num(),
-            "--d" => a.d = num(),
-            "--heads" => a.heads = num(),
-            "--mlp" => a.mlp = num(),
-            "--vocab" => a.vocab = num(),
-            "--seq-len" => a.seq_len = num(),
-            "--threads" => a.threads = num(),
-            "--cost" => a.cost = Some(next()),
-            "--out" => a.out = next(),
-            "--sim" => {
-                a.sim = true;
-                i += 1;
-                continue;
-            }
-            "--last" => {
-                a.last = true;
-                i += 1;
-                continue;
-            }
-            other => panic!("unknown argument {other}"),
-        }
-        i += 2;
-    }
-    a
 }
 
 /// Uniform `[-1, 1)` numbers from a seeded LCG.
@@ -194,7 +174,7 @@ fn save(report: &Report, out: &str) {
 }
 
 fn main() {
-    let a = args();
+    let a = Args::parse();
     let ir = model(&a);
     let t = Instant::now();
     let mut opts = CompileOptions::for_log_n(a.seq_len, 1, a.log_n, prompts(&a, 1));

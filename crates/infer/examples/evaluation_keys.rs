@@ -14,46 +14,30 @@
 
 use std::time::Instant;
 
+use clap::Parser;
+
 use psf_ckks::{CkksParameters, KeyGenerator, SecretKey};
 use psf_infer::{CompileOptions, CompiledModel, KeyRequirements, ModelIr};
 use psf_poly::{PolyModel, PolySpec, PolyWeights};
 
+/// Command-line options.
+#[derive(Parser)]
 struct Args {
+    /// Model directory (weights, `poly.json`).
+    #[arg(long, default_value = "models/demo")]
     model: String,
+    /// Prompt length the model is compiled for.
+    #[arg(long, default_value_t = 12)]
     seq_len: usize,
+    /// `log2` of the ring degree.
+    #[arg(long, default_value_t = 16)]
     log_n: u32,
+    /// Also generate each key set and time it.
+    #[arg(long)]
     generate: bool,
+    /// Threads.
+    #[arg(long, default_value_t = 2)]
     threads: usize,
-}
-
-fn args() -> Args {
-    let mut a = Args {
-        model: "models/demo".into(),
-        seq_len: 12,
-        log_n: 16,
-        generate: false,
-        threads: 2,
-    };
-    let v: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < v.len() {
-        let next = || v.get(i + 1).cloned().unwrap_or_default();
-        let num = || next().parse::<usize>().expect("a number");
-        match v[i].as_str() {
-            "--model" => a.model = next(),
-            "--seq-len" => a.seq_len = num(),
-            "--log-n" => a.log_n = num() as u32,
-            "--threads" => a.threads = num(),
-            "--generate" => {
-                a.generate = true;
-                i += 1;
-                continue;
-            }
-            other => panic!("unknown argument {other}"),
-        }
-        i += 2;
-    }
-    a
 }
 
 /// Generates the relinearization key and every Galois key of `req`, one at a time; returns
@@ -74,7 +58,7 @@ fn generate(req: &KeyRequirements, params: &CkksParameters, sk: &SecretKey) -> (
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let a = args();
+    let a = Args::parse();
     rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads)
         .build_global()?;

@@ -25,6 +25,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use clap::Parser;
+
 use psf_approx::{Chebyshev, InvSqrtRecipe, InverseMethod, ReciprocalRecipe};
 use psf_circuits::SimBackend;
 use psf_circuits::bootstrap::{Bootstrapper, Encapsulation, presets};
@@ -38,92 +40,66 @@ use psf_infer::{CompileOptions, CompiledModel, Component, DecodeOptions, Decoder
 use psf_model::data::{TokenStream, tokenizer};
 use psf_poly::{PolyModel, PolySpec, PolyWeights};
 
+/// Command-line options (module docs).
+#[derive(Parser)]
 struct Args {
+    /// A trained model directory (else a random model of the shape below).
+    #[arg(long)]
     model: Option<PathBuf>,
+    /// Its polynomial spec (`poly.json`).
+    #[arg(long)]
     spec: Option<PathBuf>,
+    /// Calibration token ids (a `.tokens` file).
+    #[arg(long)]
     calib_tokens: Option<PathBuf>,
+    /// Calibration sequences.
+    #[arg(long, default_value_t = 8)]
     calib_seqs: usize,
+    /// Prompt text.
+    #[arg(long, default_value = "Once upon a time")]
     prompt: String,
+    /// Prompt token ids, comma separated (instead of the text).
+    #[arg(long, value_delimiter = ',')]
     prompt_ids: Option<Vec<usize>>,
+    /// `log2` of the ring degree.
+    #[arg(long, default_value_t = 12)]
     log_n: u32,
+    /// Blocks of the random model.
+    #[arg(long, default_value_t = 2)]
     layers: usize,
+    /// Width of the random model.
+    #[arg(long, default_value_t = 16)]
     d: usize,
+    /// Heads of the random model.
+    #[arg(long, default_value_t = 2)]
     heads: usize,
+    /// MLP width of the random model.
+    #[arg(long, default_value_t = 32)]
     mlp: usize,
+    /// Vocabulary of the random model.
+    #[arg(long, default_value_t = 32)]
     vocab: usize,
+    /// Tokens to generate.
+    #[arg(long, default_value_t = 3)]
     new: usize,
+    /// Positions of the cache (default: prompt + new tokens).
+    #[arg(long)]
     max_len: Option<usize>,
+    /// Simulate and price the steps instead of encrypting.
+    #[arg(long)]
     sim: bool,
+    /// Bootstrap on all slots instead of the sparse attention period.
+    #[arg(long)]
     full_refresh: bool,
+    /// Cost table (JSON) for the prediction.
+    #[arg(long)]
     cost: Option<String>,
+    /// Output directory of the reports.
+    #[arg(long, default_value = "target-infer/generate")]
     out: String,
+    /// Threads.
+    #[arg(long, default_value_t = 2)]
     threads: usize,
-}
-
-fn args() -> Args {
-    let mut a = Args {
-        model: None,
-        spec: None,
-        calib_tokens: None,
-        calib_seqs: 8,
-        prompt_ids: None,
-        prompt: "Once upon a time".into(),
-        log_n: 12,
-        layers: 2,
-        d: 16,
-        heads: 2,
-        mlp: 32,
-        vocab: 32,
-        new: 3,
-        max_len: None,
-        sim: false,
-        full_refresh: false,
-        cost: None,
-        out: "target-infer/generate".into(),
-        threads: 2,
-    };
-    let v: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < v.len() {
-        let next = || v.get(i + 1).cloned().unwrap_or_default();
-        let num = || next().parse::<usize>().expect("a number");
-        match v[i].as_str() {
-            "--model" => a.model = Some(next().into()),
-            "--spec" => a.spec = Some(next().into()),
-            "--calib-tokens" => a.calib_tokens = Some(next().into()),
-            "--calib-seqs" => a.calib_seqs = num(),
-            "--prompt" => a.prompt = next(),
-            "--prompt-ids" => {
-                let text = next();
-                let ids = text.split(',').map(|t| t.trim().parse().expect("an id"));
-                a.prompt_ids = Some(ids.collect());
-            }
-            "--log-n" => a.log_n = num() as u32,
-            "--layers" => a.layers = num(),
-            "--d" => a.d = num(),
-            "--heads" => a.heads = num(),
-            "--mlp" => a.mlp = num(),
-            "--vocab" => a.vocab = num(),
-            "--new" => a.new = num(),
-            "--max-len" => a.max_len = Some(num()),
-            "--threads" => a.threads = num(),
-            "--cost" => a.cost = Some(next()),
-            "--out" => a.out = next(),
-            "--sim" => {
-                a.sim = true;
-                i += 1;
-                continue;
-            }
-            "--full-refresh" => {
-                a.full_refresh = true;
-                i += 1;
-                continue;
-            }
-            other => panic!("unknown argument {other}"),
-        }
-        i += 2;
-    }
-    a
 }
 
 /// What the client holds: the model, its embedding table, the prompt and calibration text.
@@ -326,7 +302,7 @@ fn record(report: &Report, pos: usize, out: &str, sim: bool) -> f64 {
 }
 
 fn main() {
-    let a = args();
+    let a = Args::parse();
     let setup = match &a.model {
         Some(dir) => from_dir(&a, dir),
         None => random(&a),
