@@ -366,7 +366,10 @@ async fn infer_model(args: &InferArgs, dir: &Path) -> anyhow::Result<()> {
     mc.forget_uploaded_keys();
     let cts = mc.encrypt(&prompts, None)?;
     let t = Instant::now();
-    let out = c.forward(&created.session_id, &params, &cts).await?;
+    let out = match mc.positions(&prompts)? {
+        Some(p) => c.forward_at(&created.session_id, &params, &cts, &p).await?,
+        None => c.forward(&created.session_id, &params, &cts).await?,
+    };
     let t_forward = t.elapsed().as_secs_f64();
     let logits = mc.decrypt_last(&out.outputs, &prompts)?;
     c.close_session(&created.session_id).await?;

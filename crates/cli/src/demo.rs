@@ -243,6 +243,7 @@ fn run_options<'a>(
         threads: args.threads,
         progress,
         cost,
+        positions: None,
     }
 }
 

@@ -10,8 +10,18 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::keys_cmd::named_params;
+use psf_infer::HeadPositions;
 use psf_service::model::task_contexts;
 use psf_service::{Calibration, Engine, Limits, ModelOptions, ModelWorkload, ProbeSpec, Server};
+
+/// Which positions' logits a served model computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Head {
+    /// Every position.
+    All,
+    /// One requested position per prompt.
+    Last,
+}
 
 /// Arguments of `serve`.
 #[derive(clap::Args)]
@@ -37,6 +47,11 @@ pub struct ServeArgs {
     /// sessions); 0 compiles no decoder.
     #[arg(long, default_value_t = 16)]
     max_len: usize,
+    /// Model: logits of every position (`all`) or of one requested position per prompt
+    /// (`last`, by default each prompt's last token; 2 logit ciphertexts per prompt for a
+    /// 50k vocabulary instead of one set per position).
+    #[arg(long, value_enum, default_value_t = Head::All)]
+    pub head: Head,
     /// Model: threads of a job's evaluation.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -192,6 +207,10 @@ fn model_engine(args: &ServeArgs, dir: &Path) -> anyhow::Result<Engine> {
         log_n: args.log_n,
         threads: args.threads,
         max_len: (args.max_len > 0).then_some(args.max_len.min(config.max_position_embeddings)),
+        head: match args.head {
+            Head::All => HeadPositions::All,
+            Head::Last => HeadPositions::Last,
+        },
     };
     let t = Instant::now();
     let model = ModelWorkload::load(dir, &calibration, &opts)?;

@@ -208,6 +208,7 @@ fn main() {
         threads: a.threads,
         progress: &progress,
         cost: table.as_ref(),
+        positions: None,
     };
     let x = prompts(&a, 2);
     if a.sim {

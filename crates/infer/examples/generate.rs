@@ -319,6 +319,7 @@ fn main() {
         threads: a.threads,
         progress: &|_| {},
         cost: cost.as_ref(),
+        positions: None,
     };
     let (ids, want, have, times) = if a.sim {
         sim_steps(&a, &setup, &dec, &opts, len)

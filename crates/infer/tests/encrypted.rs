@@ -62,6 +62,7 @@ fn check(batch: usize, seq_len: usize, head: HeadPositions) {
         threads: 2,
         progress: &progress,
         cost: None,
+        positions: None,
     };
     let (out, report) = forward(&m, &server, cts, &run).unwrap();
     eprintln!("{}", report.table());

@@ -9,10 +9,18 @@ use psf_infer::runtime::{RunOptions, SimRefresh, run_sim};
 use psf_infer::{CompileOptions, CompiledModel, HeadPositions};
 
 fn check(shape: Shape, batch: usize, seq_len: usize) {
-    check_head(shape, batch, seq_len, HeadPositions::All);
+    check_head(shape, batch, seq_len, HeadPositions::All, None);
 }
 
-fn check_head(shape: Shape, batch: usize, seq_len: usize, head: HeadPositions) {
+/// `positions`: the position of each prompt a last-position head is asked for (`None`: the
+/// last of each).
+fn check_head(
+    shape: Shape,
+    batch: usize,
+    seq_len: usize,
+    head: HeadPositions,
+    positions: Option<Vec<usize>>,
+) {
     let ir = model(shape, 7);
     let calib = prompts(shape.d, batch, seq_len, 1);
     let mut opts = CompileOptions::for_log_n(seq_len, batch, 12, calib);
@@ -27,7 +35,10 @@ fn check_head(shape: Shape, batch: usize, seq_len: usize, head: HeadPositions) {
         SimBackend::new(&params),
         &refresh,
         &m.layout.pack(&x, shape.d).unwrap(),
-        &RunOptions::default(),
+        &RunOptions {
+            positions: positions.as_deref(),
+            ..RunOptions::default()
+        },
     )
     .unwrap();
     let slots: Vec<Vec<f64>> = run.outputs.iter().map(|c| c.values.clone()).collect();
@@ -35,9 +46,9 @@ fn check_head(shape: Shape, batch: usize, seq_len: usize, head: HeadPositions) {
     let (mut want, mut have) = (Vec::new(), Vec::new());
     for (b, p) in x.iter().enumerate() {
         let logits = ir.forward_f64(p).unwrap();
+        let asked = positions.as_ref().map_or(seq_len - 1, |p| p[b]);
         for (pos, row) in logits.into_iter().enumerate() {
-            if head == HeadPositions::Last && pos + 1 < seq_len {
-                assert!(head.logits(&m.layout, shape.vocab, &slots, b, pos).is_err());
+            if head == HeadPositions::Last && pos != asked {
                 continue;
             }
             want.push(row);
@@ -101,8 +112,36 @@ fn llama_grouped_heads() {
 #[test]
 fn last_position_head_wide_and_narrow_inputs() {
     // 16 features per ciphertext = d (wide), then 32 > d = 16 (narrow input).
-    check_head(NEOX, 16, 8, HeadPositions::Last);
-    check_head(LLAMA, 8, 8, HeadPositions::Last);
+    check_head(NEOX, 16, 8, HeadPositions::Last, None);
+    check_head(LLAMA, 8, 8, HeadPositions::Last, None);
+}
+
+#[test]
+fn last_position_head_at_requested_positions() {
+    // Prompts of different lengths in one batch: each asks for its own position.
+    let positions: Vec<usize> = (0..16).map(|b| (5 * b + 3) % 8).collect();
+    check_head(NEOX, 16, 8, HeadPositions::Last, Some(positions));
+    let positions: Vec<usize> = (0..8).map(|b| (3 * b) % 8).collect();
+    check_head(LLAMA, 8, 8, HeadPositions::Last, Some(positions));
+}
+
+#[test]
+fn requested_positions_are_checked() {
+    let ir = model(NEOX, 7);
+    let mut opts = CompileOptions::for_log_n(8, 4, 12, prompts(NEOX.d, 4, 8, 1));
+    opts.head = HeadPositions::Last;
+    let m = CompiledModel::compile(&ir, &opts).unwrap();
+    let params = m.params().unwrap();
+    let refresh = SimRefresh::new(m.fresh_level(&params));
+    let x = m.layout.pack(&prompts(NEOX.d, 4, 8, 2), NEOX.d).unwrap();
+    for bad in [vec![7, 7, 7], vec![0, 1, 8, 2]] {
+        let opts = RunOptions {
+            positions: Some(&bad),
+            ..RunOptions::default()
+        };
+        let err = run_sim(&m, SimBackend::new(&params), &refresh, &x, &opts);
+        assert!(err.is_err(), "positions {bad:?} accepted");
+    }
 }
 
 #[test]

@@ -477,6 +477,23 @@ impl Client {
         self.job(id, "forward", params, inputs).await
     }
 
+    /// Runs `forward` asking a last-position head for the logits of `positions` (one per
+    /// prompt of the batch, e.g. [`crate::ModelClient::positions`]).
+    ///
+    /// # Errors
+    /// As [`Self::forward`].
+    pub async fn forward_at(
+        &self,
+        id: &str,
+        params: &CkksParameters,
+        inputs: &[Ciphertext],
+        positions: &[usize],
+    ) -> Result<JobOutput> {
+        let list: Vec<String> = positions.iter().map(ToString::to_string).collect();
+        let kind = format!("forward?positions={}", list.join(","));
+        self.job(id, &kind, params, inputs).await
+    }
+
     /// Runs one `step` (extends the session's encrypted cache).
     ///
     /// # Errors
@@ -505,8 +522,8 @@ impl Client {
         Ok(JobOutput { outputs, result })
     }
 
-    /// Posts a raw body to job endpoint `kind` (`"forward"` or `"step"`) and returns the raw
-    /// answer.
+    /// Posts a raw body to job endpoint `kind` (`"forward"`, `"forward?positions=..."` or
+    /// `"step"`) and returns the raw answer.
     ///
     /// # Errors
     /// Transport errors or the server's typed error.

@@ -22,7 +22,9 @@ use psf_ckks::{Ciphertext, CkksParameters};
 use psf_infer::client::{ClientSpec, StepSpec};
 use psf_infer::runtime::decode::KvCache;
 use psf_infer::runtime::{Progress, RunOptions, ServerContext};
-use psf_infer::{CompileOptions, CompiledModel, DecodeOptions, Decoder, ModelIr, Report};
+use psf_infer::{
+    CompileOptions, CompiledModel, DecodeOptions, Decoder, HeadPositions, ModelIr, Report,
+};
 use psf_poly::{PolyModel, PolySpec, PolyWeights};
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +46,9 @@ pub struct ModelOptions {
     /// Positions of step-wise generation with an encrypted KV cache (prompt and generated
     /// tokens; at most the model's context); `None` compiles no decoder.
     pub max_len: Option<usize>,
+    /// Which positions a `forward` job answers logits for: every position, or one requested
+    /// position per prompt (by default its last), packed densely.
+    pub head: HeadPositions,
 }
 
 /// The text the compiler's dry run calibrates the bootstrap bounds on.
@@ -340,7 +345,9 @@ impl ModelWorkload {
         let ir = ModelIr::from_poly(poly)?;
         let windows = calibration_windows(calibration, opts.seq_len, opts.batch);
         let embeddings = embed_prompts(poly.weights(), &windows)?;
-        let compile = CompileOptions::for_log_n(opts.seq_len, opts.batch, opts.log_n, embeddings);
+        let mut compile =
+            CompileOptions::for_log_n(opts.seq_len, opts.batch, opts.log_n, embeddings);
+        compile.head = opts.head;
         let compiled = CompiledModel::compile(&ir, &compile)?;
         let keys = compiled.key_requirements()?;
         let decoder = opts
@@ -456,20 +463,47 @@ impl ModelWorkload {
             threads: self.threads,
             progress,
             cost: None,
+            positions: None,
         }
     }
 
-    /// The encrypted forward pass of a job: logits of every position, and its report.
+    /// Checks a job's requested positions: one per prompt, each below `seq_len`, and only for
+    /// a last-position head.
     ///
     /// # Errors
-    /// As `psf_infer::runtime::forward`.
+    /// [`ServiceError::InvalidRequest`] naming what is wrong.
+    pub fn check_positions(&self, positions: &[usize]) -> Result<()> {
+        let (seq_len, batch) = (self.spec.seq_len, self.spec.batch);
+        let reason = if self.spec.client.head != HeadPositions::Last {
+            "this model answers every position; positions are for a last-position head".into()
+        } else if positions.len() != batch {
+            format!("{} positions for a batch of {batch}", positions.len())
+        } else if let Some(p) = positions.iter().find(|&&p| p >= seq_len) {
+            format!("position {p} of a {seq_len}-position prompt")
+        } else {
+            return Ok(());
+        };
+        Err(ServiceError::InvalidRequest { reason })
+    }
+
+    /// The encrypted forward pass of a job: logits of every position, or of `positions`
+    /// (one per prompt; `None`: the last) for a last-position head; and its report.
+    ///
+    /// # Errors
+    /// Positions that do not fit ([`Self::check_positions`]), or as
+    /// `psf_infer::runtime::forward`.
     pub fn forward(
         &self,
         server: &ServerContext,
         inputs: Vec<Ciphertext>,
+        positions: Option<&[usize]>,
     ) -> Result<(Vec<Ciphertext>, Report)> {
+        if let Some(p) = positions {
+            self.check_positions(p)?;
+        }
         let progress = |p: &Progress| log_progress("forward", p);
-        let opts = self.run_options(&progress);
+        let mut opts = self.run_options(&progress);
+        opts.positions = positions;
         Ok(psf_infer::runtime::forward(
             &self.compiled,
             server,

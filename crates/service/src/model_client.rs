@@ -13,6 +13,7 @@
 use std::path::Path;
 
 use psf_ckks::{Ciphertext, CkksParameters, Decryptor, Encryptor};
+use psf_infer::HeadPositions;
 use psf_infer::client::{Client as InferClient, StepClient};
 use psf_poly::PolyWeights;
 
@@ -163,6 +164,21 @@ impl ModelClient {
             .collect())
     }
 
+    /// The position of each window's prompt whose logits a `forward` job asks for (its last
+    /// token) when the server's head computes one position per prompt; `None` when it
+    /// computes every position.
+    ///
+    /// # Errors
+    /// As [`Self::windows`].
+    pub fn positions(&self, prompts: &[Vec<u32>]) -> Result<Option<Vec<usize>>> {
+        self.windows(prompts)?;
+        if self.spec.client.head != HeadPositions::Last {
+            return Ok(None);
+        }
+        let last = |b: usize| prompts[b % prompts.len()].len() - 1;
+        Ok(Some((0..self.spec.batch).map(last).collect()))
+    }
+
     /// Looks up and encrypts `prompts` (token ids) with the public key (seeded for tests).
     ///
     /// # Errors
@@ -208,7 +224,8 @@ impl ModelClient {
     }
 
     /// Decrypts the logits at the last position of each of `prompts` (as encrypted by
-    /// [`Self::encrypt`]).
+    /// [`Self::encrypt`]; a last-position head must have been asked for
+    /// [`Self::positions`]).
     ///
     /// # Errors
     /// The wrong number of ciphertexts, or as [`Self::windows`].

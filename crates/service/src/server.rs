@@ -368,17 +368,17 @@ async fn reset(State(state): Shared, SessionId(id): SessionId) -> Response {
     answer(&state, result.map(axum::Json))
 }
 
-/// Which job a request runs.
-#[derive(Clone, Copy)]
+/// Which job a request runs (a forward pass with its requested positions, or steps).
+#[derive(Clone)]
 enum JobKind {
-    Forward,
+    Forward(Option<Vec<usize>>),
     Step,
 }
 
 impl JobKind {
-    fn name(self) -> &'static str {
+    fn name(&self) -> &'static str {
         match self {
-            JobKind::Forward => "forward",
+            JobKind::Forward(_) => "forward",
             JobKind::Step => "step",
         }
     }
@@ -387,21 +387,56 @@ impl JobKind {
 async fn forward(
     State(state): Shared,
     SessionId(id): SessionId,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let result = run_job(&state, &id, &headers, body, JobKind::Forward).await;
+    let result = match forward_positions(uri.query()) {
+        Ok(positions) => run_job(&state, &id, &headers, body, JobKind::Forward(positions)).await,
+        Err(e) => Err(e),
+    };
     answer(&state, result.map(binary))
 }
 
 async fn step(
     State(state): Shared,
     SessionId(id): SessionId,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let result = run_job(&state, &id, &headers, body, JobKind::Step).await;
+    let result = match uri.query() {
+        Some(q) if !q.is_empty() => Err(ServiceError::InvalidRequest {
+            reason: format!("a step takes no query parameters, got {q:?}"),
+        }),
+        _ => run_job(&state, &id, &headers, body, JobKind::Step).await,
+    };
     answer(&state, result.map(binary))
+}
+
+/// The query of a forward request: none, or `positions=P0,P1,...` (one position per prompt
+/// of the batch, for a model with a last-position head).
+///
+/// # Errors
+/// Another parameter, a repeated one, or a position that is not a number.
+pub fn forward_positions(query: Option<&str>) -> Result<Option<Vec<usize>>> {
+    let invalid = |reason: String| ServiceError::InvalidRequest { reason };
+    let mut positions = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != "positions" || positions.is_some() {
+            return Err(invalid(format!(
+                "forward takes one query parameter, positions=P0,P1,...; got {pair:?}"
+            )));
+        }
+        let list = value
+            .split(',')
+            .map(|v| v.parse::<usize>())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|_| invalid(format!("positions must be numbers, got {value:?}")))?;
+        positions = Some(list);
+    }
+    Ok(positions)
 }
 
 async fn run_job(
@@ -418,11 +453,11 @@ async fn run_job(
     let (engine, store, s) = (state.engine.clone(), state.store.clone(), session.clone());
     let limits = state.limits.clone();
     let t = Instant::now();
+    let name = kind.name();
     let out = state
         .jobs
         .run(move || job(&engine, &s, &bytes, kind, &limits, &store))
         .await?;
-    let name = kind.name();
     state.metrics.job_ok(name, t.elapsed().as_secs_f64());
     state
         .metrics
@@ -446,12 +481,13 @@ fn job(
     store: &SessionStore,
 ) -> Result<Vec<u8>> {
     let t = Instant::now();
-    engine.check_mode(session.mode(), kind.name())?;
+    let name = kind.name();
+    engine.check_mode(session.mode(), name)?;
     let inputs = frame::decode_ciphertexts(bytes, engine.params(), 1, limits.max_batch)?;
     let ctx = keys::context(engine, store, session)?;
     let (outputs, mut reports, cached_steps) = match kind {
-        JobKind::Forward => {
-            let (out, report) = engine.forward(&ctx, inputs)?;
+        JobKind::Forward(positions) => {
+            let (out, report) = engine.forward(&ctx, inputs, positions.as_deref())?;
             (out, report.into_iter().collect(), None)
         }
         JobKind::Step => {
@@ -462,7 +498,7 @@ fn job(
     session.job_done();
     let report = reports.pop();
     let result = JobResult {
-        kind: kind.name().into(),
+        kind: name.into(),
         seconds: t.elapsed().as_secs_f64(),
         cached_steps,
         report,

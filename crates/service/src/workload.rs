@@ -409,23 +409,27 @@ impl Engine {
     }
 
     /// Runs the stateless forward pass with a session's context; the model also answers its
-    /// latency report.
+    /// latency report. `positions` (one per prompt) is for a model with a last-position head.
     ///
     /// # Errors
-    /// Invalid inputs, or an evaluation error.
+    /// Invalid inputs or positions, or an evaluation error.
     pub fn forward(
         &self,
         ctx: &Context,
         inputs: Vec<Ciphertext>,
+        positions: Option<&[usize]>,
     ) -> Result<(Vec<Ciphertext>, Option<Report>)> {
         self.check_inputs(&inputs, &self.input_shape())?;
         match (&self.workload, ctx) {
+            (Workload::Probe(_), _) if positions.is_some() => Err(ServiceError::InvalidRequest {
+                reason: "the probe workload takes no positions".into(),
+            }),
             (Workload::Probe(p), Context::Probe(eval)) => {
                 let be = HeBackend::new(&self.params, &self.encoder, eval);
                 Ok((vec![p.forward(&be, &inputs[0])?], None))
             }
             (Workload::Model(m), Context::Model(server)) => {
-                let (out, report) = m.forward(server, inputs)?;
+                let (out, report) = m.forward(server, inputs, positions)?;
                 Ok((out, Some(report)))
             }
             _ => Err(mismatch()),

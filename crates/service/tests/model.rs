@@ -13,6 +13,7 @@ use candle_core::Device;
 use psf_circuits::bootstrap::Encapsulation;
 use psf_ckks::serialization::WireEncode;
 use psf_ckks::{CkksParameters, EvaluationKeys, KeyGenerator};
+use psf_infer::HeadPositions;
 use psf_model::model::var_tensors;
 use psf_model::{Model, ModelConfigLiteral};
 use psf_poly::{CalibrationOptions, Mode, ObservedRanges, PolyWeights, calibrate};
@@ -57,6 +58,7 @@ fn options() -> ModelOptions {
         log_n: 12,
         threads: 2,
         max_len: Some(6),
+        head: HeadPositions::All,
     }
 }
 
@@ -68,12 +70,17 @@ struct Served {
     handle: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-/// Compiles the model of `dir` and serves it on loopback.
+/// Compiles the model of `dir` with [`options`] and serves it on loopback.
 async fn serve(dir: &Path, limits: Limits) -> Served {
+    serve_with(dir, limits, options()).await
+}
+
+/// Compiles the model of `dir` with `opts` and serves it on loopback.
+async fn serve_with(dir: &Path, limits: Limits, opts: ModelOptions) -> Served {
     let dir = dir.to_path_buf();
     let workload = tokio::task::spawn_blocking(move || {
         let calibration = Calibration::Tokens(ids(256, 99));
-        ModelWorkload::load(&dir, &calibration, &options()).unwrap()
+        ModelWorkload::load(&dir, &calibration, &opts).unwrap()
     })
     .await
     .unwrap();
@@ -220,6 +227,10 @@ async fn encrypted_model_round_trip_matches_the_poly_model() {
     let (max, mse, top1) = compare(&want, &have);
     eprintln!("encrypted vs PolyModel: max abs error {max:.3e}, MSE {mse:.3e}, top-1 {top1}");
     assert!(top1 == 1.0 && mse < 1e-6, "max {max} mse {mse} top1 {top1}");
+
+    // This server answers every position: requested positions are refused.
+    let e = (c.forward_at(&id, &s.params, &cts, &[7, 4, 7, 7]).await).unwrap_err();
+    assert_eq!(code(&e), (400, "invalid_request".into()));
 
     let metrics = c.metrics().await.unwrap();
     assert!(
@@ -463,5 +474,65 @@ async fn step_wise_generation_with_the_encrypted_kv_cache() {
     c.close_session(&id).await.unwrap();
     let metrics = c.metrics().await.unwrap();
     assert!(metrics.contains("psf_memory_used_bytes 0"), "{metrics}");
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_position_head_answers_each_prompts_requested_position() {
+    let dir = tempfile::tempdir().unwrap();
+    write_model(dir.path());
+    let opts = ModelOptions {
+        head: HeadPositions::Last,
+        max_len: None,
+        ..options()
+    };
+    let s = serve_with(dir.path(), Limits::default(), opts).await;
+    let c = &s.client;
+    let info = c.info().await.unwrap();
+    let (params, d) = (s.params.clone(), dir.path().to_path_buf());
+    let mc = tokio::task::spawn_blocking(move || {
+        ModelClient::open(&info, &params, &d, SessionMode::Forward, Some(61)).unwrap()
+    })
+    .await
+    .unwrap();
+    let spec = mc.spec().clone();
+    assert_eq!(spec.client.head, HeadPositions::Last);
+    // One logit ciphertext per prompt (64 logits fit in one), not one per feature group.
+    assert_eq!(spec.output_ciphertexts, spec.batch);
+    let id = c.create_session(mc.keys()).await.unwrap().session_id;
+
+    // Prompts of 8, 5 and 3 tokens (the fourth window repeats the first): each asks for
+    // its own last position.
+    let prompts: Vec<Vec<u32>> = vec![ids(8, 1), ids(5, 2), ids(3, 3)];
+    let positions = mc
+        .positions(&prompts)
+        .unwrap()
+        .expect("a last-position head");
+    assert_eq!(positions, vec![7, 4, 2, 7]);
+    let cts = mc.encrypt(&prompts, Some(62)).unwrap();
+    let out = (c.forward_at(&id, &s.params, &cts, &positions).await).unwrap();
+    assert_eq!(out.outputs.len(), spec.output_ciphertexts);
+    let have = mc.decrypt_last(&out.outputs, &prompts).unwrap();
+    let want = twin(mc.weights(), dir.path(), &prompts);
+    let (max, mse, top1) = compare(&want, &have);
+    eprintln!(
+        "last-position head vs PolyModel: max abs error {max:.3e}, MSE {mse:.3e}, top-1 {top1}"
+    );
+    assert!(top1 == 1.0 && mse < 1e-6, "max {max} mse {mse} top1 {top1}");
+
+    // Malformed or misfitting positions are typed errors, and the session survives them.
+    let body = encode_ciphertexts(&cts);
+    for kind in [
+        "forward?positions=7,4",
+        "forward?positions=7,4,2,8",
+        "forward?positions=7,x,2,1",
+        "forward?positions=1,1,1,1&positions=1,1,1,1",
+        "forward?seed=3",
+    ] {
+        let e = (c.job_raw(&id, kind, body.clone()).await).unwrap_err();
+        assert_eq!(code(&e), (400, "invalid_request".into()), "{kind}");
+    }
+    assert!(c.session(&id).await.unwrap().keys.ready);
+    c.close_session(&id).await.unwrap();
     s.shutdown().await;
 }

@@ -287,6 +287,7 @@ impl Decoder {
             threads: 1,
             progress: &quiet,
             cost: None,
+            positions: None,
         };
         let mut plan = Plan {
             stages: self.plan.stages,

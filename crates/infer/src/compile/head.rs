@@ -41,10 +41,12 @@ impl HeadPositions {
         }
     }
 
-    /// The logits of prompt `b` at position `pos` from the decrypted slot vectors.
+    /// The logits of prompt `b` at position `pos` from the decrypted slot vectors. A
+    /// last-position head holds one position per prompt: `pos` must be the one the forward
+    /// pass was asked for (`RunOptions::positions`, by default `seq_len - 1`).
     ///
     /// # Errors
-    /// Too few slot vectors, or a position this head did not compute.
+    /// Too few slot vectors, or a prompt or position outside the layout.
     pub fn logits(
         self,
         layout: &Layout,
@@ -56,10 +58,10 @@ impl HeadPositions {
         match self {
             Self::All => layout.unpack_token(slots, vocab, b, pos),
             Self::Last => {
-                if b >= layout.batch || pos + 1 != layout.seq_len {
+                if b >= layout.batch || pos >= layout.seq_len {
                     return Err(InferError::shape(
                         "position (last-position head)",
-                        format!("(< {}, {})", layout.batch, layout.seq_len - 1),
+                        format!("(< {}, < {})", layout.batch, layout.seq_len),
                         format!("({b}, {pos})"),
                     ));
                 }
@@ -189,7 +191,7 @@ mod tests {
                 assert!((a - h).abs() < 1e-9, "{a} vs {h}");
             }
         }
-        assert!(head.logits(&layout, rows, &slots, 0, 1).is_err());
+        assert!(head.logits(&layout, rows, &slots, 0, 3).is_err());
         assert!(head.logits(&layout, rows, &slots, 2, 2).is_err());
     }
 }

@@ -72,8 +72,14 @@ impl<B: Backend> Engine<'_, B> {
             .collect()
     }
 
-    /// The whole pass: blocks, final norm, LM head (logits of every position).
-    pub(crate) fn forward(&self, m: &CompiledModel, x: Vec<B::Ct>) -> Result<Vec<B::Ct>> {
+    /// The whole pass: blocks, final norm, LM head (logits of every position, or of prompt
+    /// `b`'s position `positions[b]` for a last-position head).
+    pub(crate) fn forward(
+        &self,
+        m: &CompiledModel,
+        x: Vec<B::Ct>,
+        positions: &[usize],
+    ) -> Result<Vec<B::Ct>> {
         let mut x = x;
         let fin = &m.ir.final_norm;
         let need = norm_depth(fin.kind, &[recipe(fin)])?;
@@ -94,21 +100,26 @@ impl<B: Backend> Engine<'_, B> {
             }
             HeadPositions::Last => {
                 let y = self.ensure("final.head", y, 2)?;
-                self.last_position_logits(m, &y)?
+                self.last_position_logits(m, &y, positions)?
             }
         };
         self.stage_done("final");
         Ok(logits)
     }
 
-    /// The logits of each prompt's last position ([`crate::compile::head`]): the token masked
-    /// and spread over its feature rows, then the dense head map.
-    fn last_position_logits(&self, m: &CompiledModel, y: &[B::Ct]) -> Result<Vec<B::Ct>> {
+    /// The logits of prompt `b` at position `positions[b]` ([`crate::compile::head`]): the
+    /// token masked and spread over its feature rows, then the dense head map of that token.
+    fn last_position_logits(
+        &self,
+        m: &CompiledModel,
+        y: &[B::Ct],
+        positions: &[usize],
+    ) -> Result<Vec<B::Ct>> {
         let (lay, n) = (&self.layout, self.layout.tokens());
         let mut out = Vec::new();
-        for b in 0..lay.batch {
+        for (b, &pos) in positions.iter().enumerate().take(lay.batch) {
             self.enter(Component::PtMatmul);
-            let t = lay.token(b, lay.seq_len - 1);
+            let t = lay.token(b, pos);
             let mask = lay.slot_vector(|_, tt| if tt == t { 1.0 } else { 0.0 });
             let spread = y
                 .iter()

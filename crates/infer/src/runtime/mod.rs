@@ -40,6 +40,10 @@ pub struct RunOptions<'a> {
     pub progress: &'a (dyn Fn(&Progress) + Sync),
     /// Prices each component's per-level counts into `predicted_s` (the cost model).
     pub cost: Option<&'a CostModel>,
+    /// For a [`crate::HeadPositions::Last`] head: the position of each prompt whose logits
+    /// are computed (one per prompt of the batch, each below `seq_len`); `None` is the last
+    /// position of every prompt. An every-position head computes them all and ignores it.
+    pub positions: Option<&'a [usize]>,
 }
 
 impl Default for RunOptions<'_> {
@@ -48,6 +52,7 @@ impl Default for RunOptions<'_> {
             threads: 2,
             progress: &|_| {},
             cost: None,
+            positions: None,
         }
     }
 }
@@ -87,9 +92,10 @@ fn execute<B: Backend>(
             inputs.len(),
         ));
     }
+    let positions = requested_positions(m, opts.positions)?;
     let before = be.counts();
     let eng = Engine::new(be, refresh, m.layout, m.plan.stages.max(1), opts.progress);
-    let outputs = pool(opts.threads)?.install(|| eng.forward(m, inputs))?;
+    let outputs = pool(opts.threads)?.install(|| eng.forward(m, inputs, &positions))?;
     let total = eng.elapsed();
     let mut report = report(m, &eng, total, before, backend, opts.threads);
     if let Some(cost) = opts.cost {
@@ -102,6 +108,26 @@ fn execute<B: Backend>(
         rotations: tally.rotations,
         rotation_levels: tally.rotation_levels,
     })
+}
+
+/// The position of each prompt whose logits the head computes: `requested` checked against
+/// the layout, or the last position of every prompt.
+fn requested_positions(m: &CompiledModel, requested: Option<&[usize]>) -> Result<Vec<usize>> {
+    let lay = &m.layout;
+    match requested {
+        None => Ok(vec![lay.seq_len - 1; lay.batch]),
+        Some(p) if p.len() != lay.batch => {
+            Err(InferError::shape("requested positions", lay.batch, p.len()))
+        }
+        Some(p) => match p.iter().find(|&&q| q >= lay.seq_len) {
+            Some(q) => Err(InferError::shape(
+                "requested position",
+                format!("< {}", lay.seq_len),
+                q,
+            )),
+            None => Ok(p.to_vec()),
+        },
+    }
 }
 
 fn report<B: Backend>(
