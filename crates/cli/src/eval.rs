@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use candle_core::Device;
-use psf_model::eval::icl::IclTask;
+use psf_model::eval::icl::{IclPoint, IclTask};
 use psf_model::eval::plot::{Series, line_chart};
 use psf_model::eval::suite::{ModelReport, SuiteConfig, evaluate_dir};
 
@@ -136,27 +136,36 @@ fn figures(dir: &Path, reports: &[ModelReport]) -> anyhow::Result<()> {
         )?;
         println!("wrote {}", p.display());
     }
+    type Measure = fn(&IclPoint) -> f64;
+    let measures: [(&str, &str, Measure); 2] = [
+        ("", "accuracy", |p| p.accuracy),
+        ("_logprob", "mean log-probability of the target", |p| {
+            p.target_logprob
+        }),
+    ];
     for task in [IclTask::Induction, IclTask::Recall] {
-        let series: Vec<Series> = reports
-            .iter()
-            .filter_map(|r| {
-                let c = r.icl.iter().find(|c| c.task == task)?;
-                let points = c
-                    .points
-                    .iter()
-                    .map(|p| (p.shots as f64, p.accuracy))
-                    .collect();
-                Some(Series {
-                    label: label(r),
-                    points,
+        for (suffix, axis, measure) in measures {
+            let series: Vec<Series> = reports
+                .iter()
+                .filter_map(|r| {
+                    let c = r.icl.iter().find(|c| c.task == task)?;
+                    let points = c
+                        .points
+                        .iter()
+                        .map(|p| (p.shots as f64, measure(p)))
+                        .collect();
+                    Some(Series {
+                        label: label(r),
+                        points,
+                    })
                 })
-            })
-            .collect();
-        if !series.is_empty() {
-            let name = format!("{task:?}").to_lowercase();
-            let p = dir.join(format!("icl_{name}.png"));
-            line_chart(&p, &format!("ICL: {name}"), "shots", "accuracy", &series)?;
-            println!("wrote {}", p.display());
+                .collect();
+            if !series.is_empty() {
+                let name = format!("{task:?}").to_lowercase();
+                let p = dir.join(format!("icl_{name}{suffix}.png"));
+                line_chart(&p, &format!("ICL: {name}"), "shots", axis, &series)?;
+                println!("wrote {}", p.display());
+            }
         }
     }
     Ok(())

@@ -101,14 +101,17 @@ pub fn line_chart(
         return Err(plot_err(path, "no TrueType font found; set PSF_FONT"));
     }
     let pts = series.iter().flat_map(|s| s.points.iter());
-    let (mut x0, mut x1, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, 0f64);
+    // The y axis spans 0 and every point (negative values such as log-probabilities too).
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, 0f64, 0f64);
     for &(x, y) in pts {
-        (x0, x1, y1) = (x0.min(x), x1.max(x), y1.max(y));
+        (x0, x1) = (x0.min(x), x1.max(x));
+        (y0, y1) = (y0.min(y), y1.max(y));
     }
     if !x0.is_finite() {
         return Err(plot_err(path, "no points"));
     }
-    let (x1, y1) = (if x1 > x0 { x1 } else { x0 + 1.0 }, (y1 * 1.1).max(1e-9));
+    let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
+    let (y0, y1) = (y0 * 1.1, (y1 * 1.1).max(y0.abs() * 1e-3).max(1e-9));
     let root = BitMapBackend::new(path, (720, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
     let mut chart = ChartBuilder::on(&root)
@@ -116,7 +119,7 @@ pub fn line_chart(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(56)
-        .build_cartesian_2d(x0..x1, 0f64..y1)
+        .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(|e| plot_err(path, e))?;
     chart
         .configure_mesh()

@@ -220,9 +220,18 @@ impl ModelReport {
             let pts: Vec<String> = c
                 .points
                 .iter()
-                .map(|p| format!("{}:{:.2}", p.shots, p.accuracy))
+                .map(|p| {
+                    format!(
+                        "{}:{:.2}/{:.2}/{:.2}",
+                        p.shots, p.accuracy, p.pool_accuracy, p.target_logprob
+                    )
+                })
                 .collect();
-            s += &format!("  icl {:?} (shots:acc) {}\n", c.task, pts.join(" "));
+            s += &format!(
+                "  icl {:?} (shots:acc/pool acc/target log-prob) {}\n",
+                c.task,
+                pts.join(" ")
+            );
         }
         for l in &self.locality {
             s += &format!(
