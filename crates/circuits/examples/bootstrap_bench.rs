@@ -5,8 +5,9 @@
 //! OpenFHE's anchor) and the peak resident memory (keys + bootstrapper + bootstraps).
 //!
 //! `cargo run --release -p psf-circuits --example bootstrap_bench -- --log-n 16 --threads 1,2
-//! [--reps 3] [--json]` (log_n 16 and 15 are the 128-bit sets; other values run the INSECURE
-//! twin of the N=2^16 chain).
+//! [--reps 3] [--log-slots L] [--json]` (log_n 16 and 15 are the 128-bit sets; other values
+//! run the INSECURE twin of the N=2^16 chain; `--log-slots` below `log_n - 1` bootstraps a
+//! sparse packing of `2^L` slots).
 
 use std::time::Instant;
 
@@ -41,6 +42,7 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 
 struct Args {
     log_n: u32,
+    log_slots: Option<u32>,
     threads: Vec<usize>,
     reps: usize,
     json: bool,
@@ -49,6 +51,7 @@ struct Args {
 fn parse_args() -> Result<Args, Error> {
     let mut args = Args {
         log_n: 16,
+        log_slots: None,
         threads: vec![1, 2],
         reps: 3,
         json: false,
@@ -64,6 +67,7 @@ fn parse_args() -> Result<Args, Error> {
                     .collect::<Result<_, _>>()?
             }
             "--reps" => args.reps = value()?.parse()?,
+            "--log-slots" => args.log_slots = Some(value()?.parse()?),
             "--json" => args.json = true,
             _ => return Err(format!("unknown argument {a}").into()),
         }
@@ -159,8 +163,14 @@ fn pool(threads: usize) -> Result<rayon::ThreadPool, Error> {
 fn main() -> Result<(), Error> {
     keep_freed_memory();
     let args = parse_args()?;
-    let preset = presets::for_log_n(args.log_n);
+    let mut preset = presets::for_log_n(args.log_n);
     let params = preset.params.try_build()?;
+    if let Some(l) = args.log_slots {
+        if l == 0 || l > params.max_log_slots() {
+            return Err(format!("--log-slots {l}: 1..={}", params.max_log_slots()).into());
+        }
+        preset.config.log_slots = l;
+    }
     let ring = params.ring();
     let max_threads = *args.threads.iter().max().expect("non-empty");
     let log = |s: String| {
@@ -207,10 +217,11 @@ fn main() -> Result<(), Error> {
         proc_status_gib("VmRSS:")
     ));
 
-    let slots = params.max_slots();
+    let log_slots = preset.config.log_slots;
+    let slots = 1usize << log_slots;
     let x = uniform(slots, 2);
     let encoder = Encoder::new(&params);
-    let pt = encoder.encode(&x, params.max_log_slots(), 0, params.default_scale())?;
+    let pt = encoder.encode(&x, log_slots, 0, params.default_scale())?;
     let ct = Encryptor::with_secret_key(&sk).encrypt(&pt)?;
     let eval = Evaluator::new(&params, keys);
     let decryptor = Decryptor::new(&sk);
