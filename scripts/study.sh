@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Trains the attention-normalization study of EXPERIMENTS.md (experiments/study/*.json) one
 # run after another at the lowest CPU priority, resuming each from its last checkpoint, so it
-# can be stopped and restarted at will. Logs: target-model/study/<run>.log.
+# can be stopped and restarted at will. Logs: target-model/study/<run>.log; each finished run
+# is evaluated once (target-model/study/<run>.eval.{json,txt}).
 # The depth runs (16 and 32 layers, d=128, 2M tokens each) follow the six 10M-token runs.
 #   scripts/study.sh [run ...]      (default order below)
 set -euo pipefail
@@ -10,11 +11,20 @@ runs=("$@")
 [ ${#runs[@]} -gt 0 ] || runs=(softmax-s0 power4-s0 pointwise-s0 power2-s0 power6-s0 power8-s0
   depth16-softmax-s0 depth16-power2-s0 depth16-power4-s0 depth16-power6-s0 depth16-power8-s0 depth16-pointwise-s0
   depth32-softmax-s0 depth32-power2-s0 depth32-power4-s0 depth32-power6-s0 depth32-power8-s0 depth32-pointwise-s0)
-CARGO_TARGET_DIR=target-study cargo build --release -p psf-model --example train
+CARGO_TARGET_DIR=target-study cargo build --release -p psf-model --example train --example eval
 mkdir -p target-model/study
 cp target-study/release/examples/train target-model/study/train-bin
+cp target-study/release/examples/eval target-model/study/eval-bin
 for run in "${runs[@]}"; do
   echo "== $run $(date -Is)"
   MIMALLOC_PURGE_DELAY=-1 RAYON_NUM_THREADS=2 nice -n 19 \
     target-model/study/train-bin "experiments/study/$run.json" >>"target-model/study/$run.log" 2>&1
+  # The finished run's evaluation suite (held-out perplexity, multiple choice, ICL, locality),
+  # once: target-model/study/<run>.eval.json and .eval.txt.
+  if [ ! -s "target-model/study/$run.eval.json" ]; then
+    echo "== eval $run $(date -Is)"
+    MIMALLOC_PURGE_DELAY=-1 RAYON_NUM_THREADS=2 nice -n 19 target-model/study/eval-bin \
+      "target-model/study/$run/checkpoint" --json "target-model/study/$run.eval.json" \
+      >"target-model/study/$run.eval.txt" 2>&1
+  fi
 done
