@@ -11,9 +11,9 @@ use clap::Args;
 use psf_model::data::TokenStream;
 use psf_model::{Model, ModelConfig};
 use psf_poly::{
-    CalibrationOptions, ChoiceItem, ChoiceResult, Comparison, Mode, ObservedRanges, PolyModel,
-    PolyOp, PolyWeights, Ppl, calibrate, candle_logits, candle_perplexity, compare_many,
-    continuation_task, score_choices, score_choices_from, windows,
+    Approximated, CalibrationOptions, ChoiceItem, ChoiceResult, Comparison, Mode, ObservedRanges,
+    OpMargins, PolyModel, PolyOp, PolyWeights, Ppl, calibrate, candle_logits, candle_perplexity,
+    compare_modes, continuation_task, score_choices, score_choices_from, windows,
 };
 use serde::Serialize;
 
@@ -52,9 +52,41 @@ pub struct PolyfitArgs {
     /// Target relative error of 1/x and 1/sqrt(x) (picks the iteration counts).
     #[arg(long, default_value_t = 1e-4)]
     pub target_rel: f64,
-    /// Relative interval margin.
+    /// Relative interval margin (every op, unless one of the per-op margins below is given).
     #[arg(long, default_value_t = 0.1)]
     pub margin: f64,
+    /// Margin of the Power-Softmax constant: `c = (1 + m) max|s|`. Each doubling of
+    /// `1 + m` costs about `p` more Goldschmidt iterations.
+    #[arg(long)]
+    pub margin_c: Option<f64>,
+    /// Margin of the upper end of 1/x's interval (`hi * (1 + m)`; about `log2(1 + m)` more
+    /// iterations).
+    #[arg(long)]
+    pub margin_recip: Option<f64>,
+    /// Margin of the upper end of the 1/sqrt x intervals (`hi * (1 + m)`).
+    #[arg(long)]
+    pub margin_inv_sqrt: Option<f64>,
+    /// Margin of the activation's interval (`[lo - m w, hi + m w]`, `w = hi - lo`).
+    #[arg(long)]
+    pub margin_act: Option<f64>,
+    /// Raise 1/x's upper end to `1 + eps/c^p`, the largest denominator while every scaled
+    /// score lies in [-1, 1] (about log2 of the factor in extra iterations).
+    #[arg(long)]
+    pub recip_to_bound: bool,
+    /// Per-layer activation degrees: raise each layer's degree from the swept one (d -> 2d+1)
+    /// until its minimax error is at most this.
+    #[arg(long)]
+    pub act_target_err: Option<f64>,
+    /// Largest per-layer activation degree (with `--act-target-err`).
+    #[arg(long, default_value_t = 255)]
+    pub act_max_degree: usize,
+    /// Reuse the op ranges of an earlier run (its `ranges.json`) instead of calibrating.
+    #[arg(long)]
+    pub ranges: Option<PathBuf>,
+    /// Also run, per degree, the ablations: only 1/sqrt x, only 1/x, only the activation
+    /// approximated (the other ops exact), each against the exact twin.
+    #[arg(long)]
+    pub ablation: bool,
     /// Items of the held-out continuation multiple-choice task (0: skip).
     #[arg(long, default_value_t = 200)]
     pub choice_items: usize,
@@ -70,9 +102,18 @@ pub struct PolyfitArgs {
 #[derive(Debug, Serialize)]
 struct Row {
     activation_degree: usize,
+    /// Per-layer activation degrees (differ from `activation_degree` with `--act-target-err`).
+    activation_degrees: Vec<usize>,
+    /// Which ops are approximated (`polynomial`: all; `only ...`: an ablation).
+    mode: String,
     activation_max_err: f64,
     inv_sqrt_iterations: Vec<usize>,
     reciprocal_iterations: Vec<usize>,
+    /// Multiplicative depth the circuit pays per block (psf-circuits' `depth()` of each
+    /// op), the largest over the blocks: activation, reciprocal, inverse square root.
+    depth_activation: Vec<usize>,
+    depth_reciprocal: Vec<usize>,
+    depth_inv_sqrt: Vec<usize>,
     exact_ppl: f64,
     poly_ppl: f64,
     ppl_rel_change: f64,
@@ -86,6 +127,53 @@ struct Row {
     choice_agreement_with_exact: Option<f64>,
     /// Inputs outside their interval while scoring the multiple-choice items, per op.
     choice_outside: Option<Vec<(String, u64)>>,
+    /// Held-out positions with an input outside its interval (of `positions`).
+    positions_outside: u64,
+    positions: u64,
+    /// Positions by the site where they first went outside, most frequent first.
+    first_outside: Vec<(String, u64)>,
+    /// Every site with inputs outside (the run, then the exact twin on the same windows).
+    sites_outside: Vec<SiteRow>,
+    /// Every site of the exact twin (its input ranges on the held-out text).
+    exact_sites: Vec<SiteRow>,
+    /// The exact twin's positions with an input outside (calibration coverage).
+    exact_positions_outside: u64,
+}
+
+/// One op site's tally.
+#[derive(Debug, Serialize)]
+struct SiteRow {
+    layer: usize,
+    op: String,
+    outside: u64,
+    total: u64,
+    min: f64,
+    max: f64,
+}
+
+fn site_rows(o: &psf_poly::OutOfRange, all: bool) -> Vec<SiteRow> {
+    o.sites
+        .iter()
+        .filter(|(_, c)| all || c.outside > 0)
+        .map(|(s, c)| SiteRow {
+            layer: s.layer,
+            op: format!("{:?}", s.op),
+            outside: c.outside,
+            total: c.total,
+            min: c.min,
+            max: c.max,
+        })
+        .collect()
+}
+
+fn first_sites(o: &psf_poly::OutOfRange) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = o
+        .first_outside
+        .iter()
+        .map(|(s, n)| (format!("L{} {:?}", s.layer, s.op), *n))
+        .collect();
+    v.sort_by_key(|e| std::cmp::Reverse(e.1));
+    v
 }
 
 /// What `quality.json` holds.
@@ -97,6 +185,8 @@ struct Quality {
     eval_tokens: usize,
     seq: usize,
     margin: f64,
+    /// The per-op margins the specs were calibrated with (their `notes`).
+    margins: Option<String>,
     guess_degree: usize,
     target_rel: f64,
     original_ppl: Option<Ppl>,
@@ -130,7 +220,25 @@ fn load(dir: &Path) -> anyhow::Result<(Model, ModelConfig)> {
         .with_context(|| format!("loading {}", dir.display()))
 }
 
-fn row(d: usize, spec: &psf_poly::PolySpec, c: &Comparison) -> Row {
+/// Per block: the depths of the activation, the reciprocal and the deeper of the two norms'
+/// inverse square roots, as psf-circuits builds them from the spec.
+type Depths = (Vec<usize>, Vec<usize>, Vec<usize>);
+
+fn depths(spec: &psf_poly::PolySpec) -> anyhow::Result<Depths> {
+    use psf_circuits::inverse::{InvSqrt, Reciprocal};
+    use psf_circuits::{Circuit, PolyEval};
+    let mut d = (Vec::new(), Vec::new(), Vec::new());
+    for l in &spec.layers {
+        d.0.push(PolyEval::new(l.activation.poly.clone())?.depth());
+        d.1.push(Reciprocal::from_recipe(&l.reciprocal)?.depth());
+        let n1 = InvSqrt::from_recipe(&l.norm1)?.depth();
+        d.2.push(n1.max(InvSqrt::from_recipe(&l.norm2)?.depth()));
+    }
+    Ok(d)
+}
+
+fn row(d: usize, mode: Mode, spec: &psf_poly::PolySpec, c: &Comparison) -> anyhow::Result<Row> {
+    let depths = depths(spec)?;
     let mut by_op = std::collections::BTreeMap::<String, u64>::new();
     for (site, n) in &c.out_of_range.sites {
         if site.op != PolyOp::Scores {
@@ -145,8 +253,14 @@ fn row(d: usize, spec: &psf_poly::PolySpec, c: &Comparison) -> Row {
         .map(|(_, n)| n.outside)
         .sum();
     by_op.insert("Scores(|s/c|>1)".into(), outside_scores);
-    Row {
+    Ok(Row {
         activation_degree: d,
+        mode: mode.label(),
+        activation_degrees: spec
+            .layers
+            .iter()
+            .map(|l| l.activation.poly.degree())
+            .collect(),
         activation_max_err: spec
             .layers
             .iter()
@@ -163,6 +277,9 @@ fn row(d: usize, spec: &psf_poly::PolySpec, c: &Comparison) -> Row {
             .iter()
             .map(|l| l.reciprocal.iterations)
             .collect(),
+        depth_activation: depths.0,
+        depth_reciprocal: depths.1,
+        depth_inv_sqrt: depths.2,
         exact_ppl: c.exact.ppl,
         poly_ppl: c.poly.ppl,
         ppl_rel_change: c.ppl_rel_change(),
@@ -179,7 +296,13 @@ fn row(d: usize, spec: &psf_poly::PolySpec, c: &Comparison) -> Row {
         choice_acc: None,
         choice_agreement_with_exact: None,
         choice_outside: None,
-    }
+        positions_outside: c.out_of_range.positions_outside(),
+        positions: c.out_of_range.positions,
+        first_outside: first_sites(&c.out_of_range),
+        sites_outside: site_rows(&c.out_of_range, false),
+        exact_sites: site_rows(&c.exact_out_of_range, true),
+        exact_positions_outside: c.exact_out_of_range.positions_outside(),
+    })
 }
 
 /// The candle-side measurements: ranges, perplexities and multiple-choice picks of the
@@ -201,12 +324,32 @@ fn candle_side(
 ) -> anyhow::Result<CandleSide> {
     let t = Instant::now();
     let (model, cfg) = load(&a.model)?;
-    let ranges = ObservedRanges::record(&model, &cfg, calib)?;
-    eprintln!(
-        "calibration: {} tokens in {:.0} s",
-        ranges.tokens,
-        t.elapsed().as_secs_f64()
-    );
+    let ranges = match &a.ranges {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let r: ObservedRanges = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            anyhow::ensure!(
+                r.layers.len() == cfg.num_layers,
+                "{} has {} layers, the model {}",
+                path.display(),
+                r.layers.len(),
+                cfg.num_layers
+            );
+            eprintln!("ranges of {} tokens from {}", r.tokens, path.display());
+            r
+        }
+        None => {
+            let r = ObservedRanges::record(&model, &cfg, calib)?;
+            eprintln!(
+                "calibration: {} tokens in {:.0} s",
+                r.tokens,
+                t.elapsed().as_secs_f64()
+            );
+            r
+        }
+    };
     std::fs::write(
         a.out.join("ranges.json"),
         serde_json::to_string_pretty(&ranges)?,
@@ -303,15 +446,16 @@ pub fn run_polyfit(a: &PolyfitArgs) -> anyhow::Result<()> {
         .map(|s| base.with_spec(s.clone()))
         .collect::<psf_poly::Result<Vec<_>>>()?;
     drop(base);
-    let comparisons = compare_many(&polys, &evalw)?;
+    let runs = runs(a, &polys);
+    let pairs: Vec<(&PolyModel, Mode)> = runs.iter().map(|r| (&polys[r.1], r.2)).collect();
+    let comparisons = compare_modes(&pairs, &evalw)?;
     let elapsed = || t.elapsed().as_secs_f64();
     eprintln!(
-        "held-out comparison ({} windows, {} specs) done at {:.0} s",
+        "held-out comparison ({} windows, {} runs) done at {:.0} s",
         evalw.len(),
-        polys.len(),
+        pairs.len(),
         elapsed()
     );
-    let rows = a.degrees.iter().zip(&polys).zip(&comparisons);
     let mut q = Quality {
         model: a.model.clone(),
         original: a.original.clone(),
@@ -319,12 +463,17 @@ pub fn run_polyfit(a: &PolyfitArgs) -> anyhow::Result<()> {
         eval_tokens: evalw.len() * a.seq,
         seq: a.seq,
         margin: a.margin,
+        margins: specs[0].notes.get("margins").cloned(),
         guess_degree: a.guess_degree,
         target_rel: a.target_rel,
         original_ppl: cs.original_ppl,
         power_ppl: cs.power_ppl,
         choice: None,
-        rows: rows.map(|((&d, p), c)| row(d, p.spec(), c)).collect(),
+        rows: runs
+            .iter()
+            .zip(&comparisons)
+            .map(|(&(d, i, mode), c)| row(d, mode, polys[i].spec(), c))
+            .collect::<anyhow::Result<_>>()?,
     };
     // Written now and after every degree's multiple choice: a run stopped early keeps what
     // it measured.
@@ -343,8 +492,12 @@ pub fn run_polyfit(a: &PolyfitArgs) -> anyhow::Result<()> {
             exact_twin,
         };
         q.choice = Some(ch.clone());
-        for (i, poly) in polys.iter().enumerate() {
-            choice_row(&mut q.rows[i], poly, &items, &ch.exact_twin)?;
+        let full = runs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.2 == Mode::Polynomial);
+        for (i, &(_, p, _)) in full {
+            choice_row(&mut q.rows[i], &polys[p], &items, &ch.exact_twin)?;
             write_quality(a, &q)?;
             eprintln!(
                 "multiple choice, degree {}: {:.0} s",
@@ -355,8 +508,9 @@ pub fn run_polyfit(a: &PolyfitArgs) -> anyhow::Result<()> {
     }
     for r in &q.rows {
         eprintln!(
-            "degree {}: ppl {:.3} -> {:.3}, top-1 agreement {:.4}, outside {}, outside on choice items {:?} ({:.0} s)",
+            "degree {} ({}): ppl {:.3} -> {:.3}, top-1 agreement {:.4}, outside {}, outside on choice items {:?} ({:.0} s)",
             r.activation_degree,
+            r.mode,
             r.exact_ppl,
             r.poly_ppl,
             r.top1_agreement,
@@ -367,6 +521,43 @@ pub fn run_polyfit(a: &PolyfitArgs) -> anyhow::Result<()> {
     }
     println!("{}", write_quality(a, &q)?);
     Ok(())
+}
+
+fn max(v: &[usize]) -> usize {
+    v.iter().copied().max().unwrap_or(0)
+}
+
+/// The activation degree, or `d (per layer lo-hi)` when the layers differ.
+fn degrees(r: &Row) -> String {
+    let lo = r.activation_degrees.iter().min().copied().unwrap_or(0);
+    let hi = r.activation_degrees.iter().max().copied().unwrap_or(0);
+    if lo == hi {
+        r.activation_degree.to_string()
+    } else {
+        format!("{} (per layer {lo}-{hi})", r.activation_degree)
+    }
+}
+
+/// The runs to compare: `(degree, index into polys, mode)`, every spec in full and, with
+/// `--ablation`, each class of ops approximated alone.
+fn runs(a: &PolyfitArgs, polys: &[PolyModel]) -> Vec<(usize, usize, Mode)> {
+    let mut out = Vec::new();
+    for (i, &d) in a.degrees.iter().enumerate().take(polys.len()) {
+        out.push((d, i, Mode::Polynomial));
+        if a.ablation {
+            let only = |inv_sqrt, reciprocal, activation| {
+                Mode::Only(Approximated {
+                    inv_sqrt,
+                    reciprocal,
+                    activation,
+                })
+            };
+            out.push((d, i, only(true, false, false)));
+            out.push((d, i, only(false, true, false)));
+            out.push((d, i, only(false, false, true)));
+        }
+    }
+    out
 }
 
 /// Writes `quality.json` and `quality.md`; returns the markdown.
@@ -380,6 +571,15 @@ fn write_quality(a: &PolyfitArgs, q: &Quality) -> anyhow::Result<String> {
 fn options(a: &PolyfitArgs, degree: usize) -> CalibrationOptions {
     CalibrationOptions {
         margin: a.margin,
+        margins: OpMargins {
+            c: a.margin_c,
+            reciprocal_hi: a.margin_recip,
+            inv_sqrt_hi: a.margin_inv_sqrt,
+            activation: a.margin_act,
+            reciprocal_to_bound: a.recip_to_bound,
+        },
+        activation_target_error: a.act_target_err,
+        activation_max_degree: a.act_max_degree,
         activation_degree: degree,
         inv_sqrt_guess_degree: a.guess_degree,
         reciprocal_guess_degree: a.guess_degree,
@@ -394,13 +594,13 @@ fn markdown(q: &Quality) -> String {
     let ch = q.choice.as_ref();
     let mut s = format!(
         "Held-out text: {} tokens ({} windows of {}); calibration: {} tokens of training text, \
-         margin {}, first guess of 1/x and 1/sqrt x of degree {}, iterations for relative \
+         margins {}, first guess of 1/x and 1/sqrt x of degree {}, iterations for relative \
          error <= {:e}.",
         q.eval_tokens,
         q.rows.first().map_or(0, |_| q.eval_tokens / q.seq.max(1)),
         q.seq,
         q.calib_tokens,
-        q.margin,
+        q.margins.clone().unwrap_or_else(|| q.margin.to_string()),
         q.guess_degree,
         q.target_rel
     );
@@ -434,18 +634,23 @@ fn markdown(q: &Quality) -> String {
     }
     s.push_str(
         "\nPolynomial model per activation degree (exact twin -> polynomial):\n\n\
-         | act. degree | max act. err | 1/sqrt iters | 1/x iters | ppl | change | MC acc | \
-         MC same pick | top-1 agreement | max logit err | inputs outside |\n\
-         |---:|---:|---|---|---|---:|---|---:|---:|---:|---:|\n",
+         | act. degree | approximated | max act. err | 1/sqrt iters | 1/x iters | \
+         max depth act / 1/x / 1/sqrt | ppl | change | MC acc | MC same pick | \
+         top-1 agreement | max logit err | inputs outside | positions outside (exact twin) |\n\
+         |---:|---|---:|---|---|---|---|---:|---|---:|---:|---:|---:|---:|\n",
     );
     let exact_mc = ch.map(|c| c.exact_twin.acc);
     for r in &q.rows {
         s.push_str(&format!(
-            "| {} | {:.2e} | {:?} | {:?} | {:.3} -> {:.3} | {:+.2}% | {} -> {} | {} | {:.2}% | {:.2e} | {} / {} |\n",
-            r.activation_degree,
+            "| {} | {} | {:.2e} | {:?} | {:?} | {} / {} / {} | {:.3} -> {:.3} | {:+.2}% | {} -> {} | {} | {:.2}% | {:.2e} | {} / {} | {} ({}) / {} |\n",
+            degrees(r),
+            r.mode,
             r.activation_max_err,
             r.inv_sqrt_iterations,
             r.reciprocal_iterations,
+            max(&r.depth_activation),
+            max(&r.depth_reciprocal),
+            max(&r.depth_inv_sqrt),
             r.exact_ppl,
             r.poly_ppl,
             100.0 * r.ppl_rel_change,
@@ -455,7 +660,29 @@ fn markdown(q: &Quality) -> String {
             100.0 * r.top1_agreement,
             r.max_logit_err,
             r.outside,
-            r.checked
+            r.checked,
+            r.positions_outside,
+            r.exact_positions_outside,
+            r.positions
+        ));
+    }
+    s.push_str("\nWhere positions first went outside (site: positions), per run:\n\n");
+    for r in &q.rows {
+        let top: Vec<String> = r
+            .first_outside
+            .iter()
+            .take(6)
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
+        s.push_str(&format!(
+            "- degree {} ({}): {}\n",
+            r.activation_degree,
+            r.mode,
+            if top.is_empty() {
+                "none".to_string()
+            } else {
+                top.join(", ")
+            }
         ));
     }
     s

@@ -126,14 +126,53 @@ impl ObservedRanges {
     }
 }
 
+/// Per-op margins that override [`CalibrationOptions::margin`] (`None`: that margin).
+/// Widening the upper end of `1/x` or `1/sqrt x` by a factor `F` costs about `log2 F` more
+/// iterations (their intervals already span ratios of 1e3-1e9); a larger `c` moves the
+/// denominator's interval down by `F^p` at the same price; a wider activation interval costs
+/// accuracy at a fixed degree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpMargins {
+    /// `c = (1 + m) max|s|`.
+    #[serde(default)]
+    pub c: Option<f64>,
+    /// Upper end of the reciprocal's interval: `hi * (1 + m)`.
+    #[serde(default)]
+    pub reciprocal_hi: Option<f64>,
+    /// Upper end of every inverse square root's interval: `hi * (1 + m)`.
+    #[serde(default)]
+    pub inv_sqrt_hi: Option<f64>,
+    /// The activation's interval: `[lo - m w, hi + m w]`, `w = hi - lo`.
+    #[serde(default)]
+    pub activation: Option<f64>,
+    /// Raise the reciprocal's upper end to at least `1 + eps / c^p`, the largest
+    /// denominator any query can have while every `|s / c| <= 1` (a mean of `(s/c)^p <= 1`):
+    /// then only scores beyond `c` can push it past its interval.
+    #[serde(default)]
+    pub reciprocal_to_bound: bool,
+}
+
 /// How calibration turns ranges into approximations.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CalibrationOptions {
     /// Relative margin: positive intervals become `[lo / (1 + m), hi * (1 + m)]`, the
-    /// activation's `[lo - m w, hi + m w]` (`w = hi - lo`), and `c = (1 + m) max|s|`.
+    /// activation's `[lo - m w, hi + m w]` (`w = hi - lo`), and `c = (1 + m) max|s|`;
+    /// [`Self::margins`] overrides it per op.
     pub margin: f64,
-    /// Degree of the activation's minimax polynomial.
+    /// Per-op margins.
+    #[serde(default)]
+    pub margins: OpMargins,
+    /// Degree of the activation's minimax polynomial (the smallest, with
+    /// [`Self::activation_target_error`]).
     pub activation_degree: usize,
+    /// Per-layer degrees: each layer's degree goes up the ladder `d -> 2 d + 1` from
+    /// [`Self::activation_degree`] until the minimax error on its interval is at most this
+    /// (or [`Self::activation_max_degree`] is reached). `None`: one degree for all layers.
+    #[serde(default)]
+    pub activation_target_error: Option<f64>,
+    /// Largest per-layer activation degree.
+    #[serde(default = "default_max_degree")]
+    pub activation_max_degree: usize,
     /// Degree of the inverse square root's first guess (0: constant).
     pub inv_sqrt_guess_degree: usize,
     /// Degree of the reciprocal's first guess (0: constant).
@@ -151,13 +190,75 @@ impl Default for CalibrationOptions {
     fn default() -> Self {
         Self {
             margin: 0.1,
+            margins: OpMargins::default(),
             activation_degree: 16,
+            activation_target_error: None,
+            activation_max_degree: default_max_degree(),
             inv_sqrt_guess_degree: 7,
             reciprocal_guess_degree: 7,
             reciprocal_method: InverseMethod::Goldschmidt,
             target_rel_error: 1e-4,
             max_iterations: 30,
         }
+    }
+}
+
+fn default_max_degree() -> usize {
+    255
+}
+
+/// The activation fit of one layer: [`CalibrationOptions::activation_degree`], raised per
+/// [`CalibrationOptions::activation_target_error`].
+fn activation_fit(
+    f: ActivationFn,
+    iv: (f64, f64),
+    opts: &CalibrationOptions,
+) -> Result<ActivationSpec> {
+    let mut d = opts.activation_degree;
+    loop {
+        let spec = ActivationSpec::fit(f, iv, d)?;
+        let next = 2 * d + 1;
+        match opts.activation_target_error {
+            Some(t) if spec.report.max_abs > t && next <= opts.activation_max_degree => d = next,
+            _ => return Ok(spec),
+        }
+    }
+}
+
+/// The margins in force: [`OpMargins`] resolved against [`CalibrationOptions::margin`].
+#[derive(Debug, Clone, Copy)]
+struct Margins {
+    lo: f64,
+    c: f64,
+    rec: f64,
+    inv: f64,
+    act: f64,
+    to_bound: bool,
+}
+
+impl Margins {
+    fn new(opts: &CalibrationOptions) -> Self {
+        let (m, mm) = (opts.margin, opts.margins);
+        Self {
+            lo: m,
+            c: mm.c.unwrap_or(m),
+            rec: mm.reciprocal_hi.unwrap_or(m),
+            inv: mm.inv_sqrt_hi.unwrap_or(m),
+            act: mm.activation.unwrap_or(m),
+            to_bound: mm.reciprocal_to_bound,
+        }
+    }
+
+    fn note(&self) -> String {
+        let bound = if self.to_bound {
+            " (at least 1 + eps/c^p)"
+        } else {
+            ""
+        };
+        format!(
+            "c {}, 1/x upper end {}{bound}, 1/sqrt x upper end {}, activation {}, lower ends {}",
+            self.c, self.rec, self.inv, self.act, self.lo
+        )
     }
 }
 
@@ -181,31 +282,11 @@ pub fn calibrate(
         psf_model::Activation::Silu => ActivationFn::Silu,
         psf_model::Activation::Relu => return Err(PolyError::Unsupported("ReLU MLP".into())),
     };
-    let m = opts.margin;
+    let m = Margins::new(opts);
     let layers = ranges
         .layers
         .iter()
-        .map(|l| {
-            let c = (1.0 + m) * l.scores.abs_max().max(1e-6);
-            let cp = c.powi(ps.p as i32);
-            let den = Seen {
-                lo: l.denominator.lo / cp,
-                hi: l.denominator.hi / cp,
-            };
-            let (alo, ahi) = (l.activation.lo, l.activation.hi);
-            let w = (ahi - alo).max(1e-6);
-            Ok(LayerSpec {
-                norm1: inv_sqrt_recipe(positive(l.norm1, m)?, opts)?,
-                norm2: inv_sqrt_recipe(positive(l.norm2, m)?, opts)?,
-                c,
-                reciprocal: reciprocal_recipe(positive(den, m)?, opts)?,
-                activation: ActivationSpec::fit(
-                    act,
-                    (alo - m * w, ahi + m * w),
-                    opts.activation_degree,
-                )?,
-            })
-        })
+        .map(|l| layer_spec(l, (ps.p, ps.eps), act, &m, opts))
         .collect::<Result<Vec<_>>>()?;
     let mut notes = BTreeMap::new();
     notes.insert("calibration_tokens".into(), ranges.tokens.to_string());
@@ -213,24 +294,55 @@ pub fn calibrate(
         "options".into(),
         serde_json::to_string(opts).unwrap_or_default(),
     );
+    notes.insert("margins".into(), m.note());
     Ok(PolySpec {
         p: ps.p,
         eps: ps.eps,
         layers,
-        final_norm: inv_sqrt_recipe(positive(ranges.final_norm, m)?, opts)?,
-        margin: m,
+        final_norm: inv_sqrt_recipe(positive(ranges.final_norm, m.lo, m.inv)?, opts)?,
+        margin: opts.margin,
         notes,
     })
 }
 
-fn positive(s: Seen, m: f64) -> Result<(f64, f64)> {
+/// One block's approximations from its ranges.
+fn layer_spec(
+    l: &LayerRanges,
+    (p, eps): (u32, f64),
+    act: ActivationFn,
+    m: &Margins,
+    opts: &CalibrationOptions,
+) -> Result<LayerSpec> {
+    let c = (1.0 + m.c) * l.scores.abs_max().max(1e-6);
+    let cp = c.powi(p as i32);
+    let den = Seen {
+        lo: l.denominator.lo / cp,
+        hi: l.denominator.hi / cp,
+    };
+    let mut rec = positive(den, m.lo, m.rec)?;
+    if m.to_bound {
+        rec.1 = rec.1.max(1.0 + eps / cp);
+    }
+    let (alo, ahi) = (l.activation.lo, l.activation.hi);
+    let w = (ahi - alo).max(1e-6);
+    Ok(LayerSpec {
+        norm1: inv_sqrt_recipe(positive(l.norm1, m.lo, m.inv)?, opts)?,
+        norm2: inv_sqrt_recipe(positive(l.norm2, m.lo, m.inv)?, opts)?,
+        c,
+        reciprocal: reciprocal_recipe(rec, opts)?,
+        activation: activation_fit(act, (alo - m.act * w, ahi + m.act * w), opts)?,
+    })
+}
+
+/// `[lo / (1 + m_lo), hi * (1 + m_hi)]` of a positive range.
+fn positive(s: Seen, m_lo: f64, m_hi: f64) -> Result<(f64, f64)> {
     if !(s.lo > 0.0 && s.hi.is_finite() && s.hi >= s.lo) {
         return Err(PolyError::InvalidSpec(format!(
             "range [{}, {}] is not positive (not calibrated?)",
             s.lo, s.hi
         )));
     }
-    let (a, b) = (s.lo / (1.0 + m), s.hi * (1.0 + m));
+    let (a, b) = (s.lo / (1.0 + m_lo), s.hi * (1.0 + m_hi));
     Ok((a, if b > a { b } else { a * 2.0 }))
 }
 

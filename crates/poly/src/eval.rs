@@ -68,6 +68,9 @@ pub struct Comparison {
     pub logit_mse: f64,
     /// Out-of-interval tally of the polynomial run.
     pub out_of_range: OutOfRange,
+    /// Out-of-interval tally of the exact twin on the same windows: the held-out inputs that
+    /// calibration did not cover, without any approximation error propagated.
+    pub exact_out_of_range: OutOfRange,
 }
 
 impl Comparison {
@@ -117,27 +120,39 @@ pub fn compare(model: &PolyModel, windows: &[Vec<u32>]) -> Result<Comparison> {
 /// # Errors
 /// No models, models of different weights, or as [`PolyModel::forward_ids`].
 pub fn compare_many(models: &[PolyModel], windows: &[Vec<u32>]) -> Result<Vec<Comparison>> {
-    let Some(first) = models.first() else {
+    let runs: Vec<(&PolyModel, Mode)> = models.iter().map(|m| (m, Mode::Polynomial)).collect();
+    compare_modes(&runs, windows)
+}
+
+/// [`compare_many`] with a mode per model (an ablation: [`Mode::Only`] approximates one class
+/// of ops and keeps the others exact). Each run is compared with the exact twin.
+///
+/// # Errors
+/// As [`compare_many`].
+pub fn compare_modes(runs: &[(&PolyModel, Mode)], windows: &[Vec<u32>]) -> Result<Vec<Comparison>> {
+    let Some(&(first, _)) = runs.first() else {
         return Err(PolyError::InvalidSpec("no models to compare".into()));
     };
-    if models
+    if runs
         .iter()
-        .any(|m| !std::ptr::eq(m.weights(), first.weights()))
+        .any(|(m, _)| !std::ptr::eq(m.weights(), first.weights()))
     {
         return Err(PolyError::InvalidSpec(
             "compare_many needs models sharing one set of weights (PolyModel::with_spec)".into(),
         ));
     }
-    let mut acc = vec![Acc::default(); models.len()];
+    let mut acc = vec![Acc::default(); runs.len()];
     let (mut se, mut n) = (0.0, 0usize);
+    let mut exact_oor = OutOfRange::default();
     for w in windows {
         let (ids, targets) = (&w[..w.len() - 1], &w[1..]);
         let fe = first.forward_ids(ids, Mode::Exact)?;
         let (ne, te) = nll_and_argmax(&fe.logits, targets);
         se += ne;
         n += targets.len();
-        for (model, a) in models.iter().zip(acc.iter_mut()) {
-            let fp = model.forward_ids(ids, Mode::Polynomial)?;
+        exact_oor.merge(&fe.out_of_range);
+        for ((model, mode), a) in runs.iter().zip(acc.iter_mut()) {
+            let fp = model.forward_ids(ids, *mode)?;
             a.add(&fe.logits, &te, &fp, targets);
         }
     }
@@ -151,6 +166,7 @@ pub fn compare_many(models: &[PolyModel], windows: &[Vec<u32>]) -> Result<Vec<Co
             max_logit_err: a.max_err,
             logit_mse: a.sq / (n.max(1) * vocab) as f64,
             out_of_range: a.oor,
+            exact_out_of_range: exact_oor.clone(),
         })
         .collect())
 }

@@ -46,16 +46,17 @@ mod model;
 mod spec;
 mod weights;
 
-pub use calibrate::{CalibrationOptions, LayerRanges, ObservedRanges, Seen, calibrate};
+pub use calibrate::{CalibrationOptions, LayerRanges, ObservedRanges, OpMargins, Seen, calibrate};
 pub use choice::{ChoiceItem, ChoiceResult, continuation_task, score_choices, score_choices_from};
 pub use error::{PolyError, Result};
 pub use eval::{
-    Comparison, Ppl, candle_logits, candle_perplexity, compare, compare_many, nll_and_argmax,
-    windows,
+    Comparison, Ppl, candle_logits, candle_perplexity, compare, compare_many, compare_modes,
+    nll_and_argmax, windows,
 };
 pub use matrix::Matrix;
 pub use model::{Forward, PolyModel, int_pow};
 pub use spec::{
-    ActivationFn, ActivationSpec, LayerSpec, Mode, OpSite, OutOfRange, PolyOp, PolySpec, RangeCount,
+    ActivationFn, ActivationSpec, Approximated, LayerSpec, Mode, OpSite, OutOfRange, PolyOp,
+    PolySpec, RangeCount,
 };
 pub use weights::{LayerWeights, LinearWeights, MlpWeights, NormWeights, PolyWeights};

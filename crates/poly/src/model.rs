@@ -144,16 +144,25 @@ impl PolyModel {
         let rows: Vec<f64> = positions.iter().flat_map(|&p| h.row(p).to_vec()).collect();
         let last = Matrix::new(positions.len(), h.cols, rows)?;
         let fin = self.spec.final_norm;
-        let y = norm(
+        let approx = mode.approximates(PolyOp::FinalNorm);
+        let inv = |v: f64| {
+            if approx {
+                fin.eval_with(&self.final_guess, v)
+            } else {
+                1.0 / v.sqrt()
+            }
+        };
+        let site = (cfg.num_layers, PolyOp::FinalNorm);
+        let y = norm_rows(
             &last,
             &self.weights.final_norm,
-            |v| match mode {
-                Mode::Polynomial => fin.eval_with(&self.final_guess, v),
-                Mode::Exact => 1.0 / v.sqrt(),
-            },
-            oor.site(cfg.num_layers, PolyOp::FinalNorm),
+            inv,
+            &mut oor,
+            site,
             (fin.a, fin.b),
+            positions,
         );
+        oor.finish(x.rows);
         let logits = y.linear(&self.weights.head, None);
         Ok(Forward {
             logits,
@@ -178,26 +187,33 @@ impl PolyModel {
         oor: &mut OutOfRange,
     ) -> Matrix {
         let (ls, g) = (&self.spec.layers[i], &self.guesses[i]);
-        let inv1 = |v: f64| match mode {
-            Mode::Polynomial => ls.norm1.eval_with(&g.norm1, v),
-            Mode::Exact => 1.0 / v.sqrt(),
+        let approx = mode.approximates(PolyOp::Norm1);
+        let inv1 = |v: f64| {
+            if approx {
+                ls.norm1.eval_with(&g.norm1, v)
+            } else {
+                1.0 / v.sqrt()
+            }
         };
-        let inv2 = |v: f64| match mode {
-            Mode::Polynomial => ls.norm2.eval_with(&g.norm2, v),
-            Mode::Exact => 1.0 / v.sqrt(),
+        let inv2 = |v: f64| {
+            if approx {
+                ls.norm2.eval_with(&g.norm2, v)
+            } else {
+                1.0 / v.sqrt()
+            }
         };
         let (i1, i2) = ((ls.norm1.a, ls.norm1.b), (ls.norm2.a, ls.norm2.b));
-        let ln1 = norm(x, &lw.norm1, inv1, oor.site(i, PolyOp::Norm1), i1);
+        let ln1 = norm(x, &lw.norm1, inv1, oor, (i, PolyOp::Norm1), i1);
         let attn = self.attention(i, lw, ls, &ln1, mode, oor);
         let parallel =
             self.weights.config.arch == Arch::GptNeox && self.weights.config.parallel_residual;
         if parallel {
-            let ln2 = norm(x, &lw.norm2, inv2, oor.site(i, PolyOp::Norm2), i2);
+            let ln2 = norm(x, &lw.norm2, inv2, oor, (i, PolyOp::Norm2), i2);
             let mlp = self.mlp(i, lw, ls, &ln2, mode, oor);
             add(&add(x, &attn), &mlp)
         } else {
             let x = add(x, &attn);
-            let ln2 = norm(&x, &lw.norm2, inv2, oor.site(i, PolyOp::Norm2), i2);
+            let ln2 = norm(&x, &lw.norm2, inv2, oor, (i, PolyOp::Norm2), i2);
             let mlp = self.mlp(i, lw, ls, &ln2, mode, oor);
             add(&x, &mlp)
         }
@@ -240,7 +256,7 @@ impl PolyModel {
         let t = y.rows;
         let mut out = Matrix::zeros(t, h * hd);
         for (head, (o, c)) in per_head.iter().enumerate() {
-            oor.merge(c);
+            oor.merge_part(c);
             for r in 0..t {
                 out.row_mut(r)[head * hd..(head + 1) * hd].copy_from_slice(o.row(r));
             }
@@ -259,15 +275,26 @@ impl PolyModel {
     ) -> Matrix {
         let act = &ls.activation;
         let iv = act.interval();
-        let site = oor.site(i, PolyOp::Activation);
+        let approx = mode.approximates(PolyOp::Activation);
         let mut f = |mut m: Matrix| {
-            for e in m.data.iter_mut() {
-                site.observe(*e, iv);
-                *e = match mode {
-                    Mode::Polynomial => act.poly.eval(*e),
-                    Mode::Exact => act.function.exact(*e),
-                };
+            let site = oor.site(i, PolyOp::Activation);
+            let mut rows = Vec::new();
+            for (r, row) in m.data.chunks_mut(m.cols).enumerate() {
+                let mut out = false;
+                for e in row.iter_mut() {
+                    out |= site.observe(*e, iv);
+                    *e = if approx {
+                        act.eval(*e)
+                    } else {
+                        act.function.exact(*e)
+                    };
+                }
+                if out {
+                    rows.push(r);
+                }
             }
+            rows.into_iter()
+                .for_each(|r| oor.flag(r, i, PolyOp::Activation));
             m
         };
         match &lw.mlp {
@@ -321,11 +348,16 @@ fn power_softmax_head(
         let inv_l = 1.0 / (qi + 1) as f64;
         let m = inv_l * n.iter().sum::<f64>();
         let den = eps_c + m;
-        oor.site(layer, PolyOp::Reciprocal)
-            .observe(den, (rec.a, rec.b));
-        let r = match mode {
-            Mode::Polynomial => rec.eval_with(guess, den),
-            Mode::Exact => 1.0 / den,
+        if oor
+            .site(layer, PolyOp::Reciprocal)
+            .observe(den, (rec.a, rec.b))
+        {
+            oor.flag(qi, layer, PolyOp::Reciprocal);
+        }
+        let r = if mode.approximates(PolyOp::Reciprocal) {
+            rec.eval_with(guess, den)
+        } else {
+            1.0 / den
         };
         let o = out.row_mut(qi);
         for (j, nj) in n.iter().enumerate().take(qi + 1) {
@@ -354,13 +386,29 @@ pub fn int_pow(x: f64, p: u32) -> f64 {
     result
 }
 
-/// LayerNorm (`beta` present) or RMSNorm with `inv` as `1/sqrt(.)`, tallying its input.
+/// LayerNorm (`beta` present) or RMSNorm with `inv` as `1/sqrt(.)`, tallying its input at
+/// `site` (`(layer, op)`).
 fn norm(
     x: &Matrix,
     w: &NormWeights,
     inv: impl Fn(f64) -> f64,
-    site: &mut crate::spec::RangeCount,
+    oor: &mut OutOfRange,
+    site: (usize, PolyOp),
     interval: (f64, f64),
+) -> Matrix {
+    let rows: Vec<usize> = (0..x.rows).collect();
+    norm_rows(x, w, inv, oor, site, interval, &rows)
+}
+
+/// [`norm`] whose row `r` is position `positions[r]` (for the tally).
+fn norm_rows(
+    x: &Matrix,
+    w: &NormWeights,
+    inv: impl Fn(f64) -> f64,
+    oor: &mut OutOfRange,
+    (layer, op): (usize, PolyOp),
+    interval: (f64, f64),
+    positions: &[usize],
 ) -> Matrix {
     let d = x.cols as f64;
     let mut y = x.clone();
@@ -375,7 +423,9 @@ fn norm(
             None => row.iter().map(|e| e * e).sum::<f64>() / d,
         };
         let v = v + w.eps;
-        site.observe(v, interval);
+        if oor.site(layer, op).observe(v, interval) {
+            oor.flag(positions[r], layer, op);
+        }
         let rs = inv(v);
         for (c, e) in row.iter_mut().enumerate() {
             *e = *e * rs * w.gamma[c] + w.beta.as_ref().map_or(0.0, |b| b[c]);

@@ -19,6 +19,59 @@ pub enum Mode {
     /// The same `f64` code with the true functions (`1/x`, `1/sqrt x`, GELU/SiLU): the
     /// unapproximated twin.
     Exact,
+    /// Ablation: the classes marked in [`Approximated`] use the spec's polynomials, the
+    /// others the true functions (what one class of approximation costs on its own).
+    Only(Approximated),
+}
+
+/// The op classes [`Mode::Only`] approximates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approximated {
+    /// `InvSqrt` of every norm (first guess + Newton).
+    pub inv_sqrt: bool,
+    /// `Reciprocal` of the Power-Softmax denominators (first guess + Goldschmidt/Newton).
+    pub reciprocal: bool,
+    /// The MLP activation polynomial.
+    pub activation: bool,
+}
+
+impl Mode {
+    /// Whether `op` is computed by its polynomial in this mode (`Scores` never is: it is
+    /// only checked against `[-1, 1]`).
+    pub fn approximates(self, op: PolyOp) -> bool {
+        let only = match self {
+            Mode::Polynomial => return op != PolyOp::Scores,
+            Mode::Exact => return false,
+            Mode::Only(a) => a,
+        };
+        match op {
+            PolyOp::Norm1 | PolyOp::Norm2 | PolyOp::FinalNorm => only.inv_sqrt,
+            PolyOp::Reciprocal => only.reciprocal,
+            PolyOp::Activation => only.activation,
+            PolyOp::Scores => false,
+        }
+    }
+
+    /// A short label: `polynomial`, `exact`, or the approximated classes joined by `+`.
+    pub fn label(self) -> String {
+        match self {
+            Mode::Polynomial => "polynomial".into(),
+            Mode::Exact => "exact".into(),
+            Mode::Only(a) => {
+                let names = [
+                    (a.inv_sqrt, "1/sqrt"),
+                    (a.reciprocal, "1/x"),
+                    (a.activation, "activation"),
+                ];
+                let on: Vec<&str> = names.iter().filter(|n| n.0).map(|n| n.1).collect();
+                if on.is_empty() {
+                    "none".into()
+                } else {
+                    format!("only {}", on.join("+"))
+                }
+            }
+        }
+    }
 }
 
 /// The MLP non-linearity being approximated.
@@ -81,6 +134,11 @@ impl ActivationSpec {
     /// The interval.
     pub fn interval(&self) -> (f64, f64) {
         (self.poly.a, self.poly.b)
+    }
+
+    /// The polynomial at `x` (what the circuit computes; evaluated outside the interval too).
+    pub fn eval(&self, x: f64) -> f64 {
+        self.poly.eval(x)
     }
 }
 
@@ -182,14 +240,17 @@ pub struct RangeCount {
 }
 
 impl RangeCount {
-    pub(crate) fn observe(&mut self, x: f64, (a, b): (f64, f64)) {
+    /// Tallies `x` against `[a, b]`; true if it lies outside (NaN does).
+    pub(crate) fn observe(&mut self, x: f64, (a, b): (f64, f64)) -> bool {
         if self.total == 0 {
             (self.min, self.max) = (x, x);
         }
+        let out = !(x >= a && x <= b);
         self.total += 1;
-        self.outside += u64::from(!(x >= a && x <= b));
+        self.outside += u64::from(out);
         self.min = self.min.min(x);
         self.max = self.max.max(x);
+        out
     }
 
     fn merge(&mut self, o: &RangeCount) {
@@ -207,11 +268,21 @@ impl RangeCount {
     }
 }
 
-/// Out-of-interval counts per op and layer (in both modes: the exact twin counts too).
+/// Out-of-interval counts per op and layer (in every mode: the exact twin counts too), and
+/// where each position first went outside.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OutOfRange {
     /// Counts by site.
     pub sites: BTreeMap<OpSite, RangeCount>,
+    /// Positions by the first site (in the forward order: layer by layer, within a block
+    /// norm1, scores, reciprocal, norm2, activation) at which one of their inputs fell
+    /// outside; a position that never did is not counted. A query's scores and reciprocal
+    /// count for the query's position.
+    pub first_outside: BTreeMap<OpSite, u64>,
+    /// Positions checked (rows of every forward pass tallied).
+    pub positions: u64,
+    /// The forward pass under way: position -> first site outside.
+    pending: BTreeMap<usize, OpSite>,
 }
 
 impl OutOfRange {
@@ -219,11 +290,46 @@ impl OutOfRange {
         self.sites.entry(OpSite { layer, op }).or_default()
     }
 
-    /// Adds another tally into this one.
+    /// Notes that position `row` had an input outside at `(layer, op)` (kept if it is the
+    /// row's first).
+    pub(crate) fn flag(&mut self, row: usize, layer: usize, op: PolyOp) {
+        self.pending.entry(row).or_insert(OpSite { layer, op });
+    }
+
+    /// Merges the tallies of another part of the same forward pass (an attention head):
+    /// sites add up, a position keeps the first site flagged for it.
+    pub(crate) fn merge_part(&mut self, part: &OutOfRange) {
+        for (k, v) in &part.sites {
+            self.sites.entry(*k).or_default().merge(v);
+        }
+        for (&row, &site) in &part.pending {
+            self.pending.entry(row).or_insert(site);
+        }
+    }
+
+    /// Ends a forward pass of `rows` positions: its first sites go into
+    /// [`Self::first_outside`].
+    pub(crate) fn finish(&mut self, rows: usize) {
+        for site in std::mem::take(&mut self.pending).into_values() {
+            *self.first_outside.entry(site).or_default() += 1;
+        }
+        self.positions += rows as u64;
+    }
+
+    /// Adds the tally of another (finished) forward pass into this one.
     pub fn merge(&mut self, other: &OutOfRange) {
         for (k, v) in &other.sites {
             self.sites.entry(*k).or_default().merge(v);
         }
+        for (k, v) in &other.first_outside {
+            *self.first_outside.entry(*k).or_default() += v;
+        }
+        self.positions += other.positions;
+    }
+
+    /// Positions with at least one input outside its interval.
+    pub fn positions_outside(&self) -> u64 {
+        self.first_outside.values().sum()
     }
 
     /// Total inputs outside their interval (all sites).

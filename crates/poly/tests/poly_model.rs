@@ -5,8 +5,8 @@ use candle_core::Device;
 use psf_model::model::var_tensors;
 use psf_model::{Model, ModelConfig, ModelConfigLiteral};
 use psf_poly::{
-    CalibrationOptions, Mode, ObservedRanges, PolyModel, PolyOp, PolyWeights, calibrate,
-    candle_logits, compare, compare_many,
+    Approximated, CalibrationOptions, Mode, ObservedRanges, PolyModel, PolyOp, PolyWeights,
+    calibrate, candle_logits, compare, compare_many,
 };
 
 fn literal(neox: bool) -> ModelConfigLiteral {
@@ -187,4 +187,72 @@ fn weights_from_a_checkpoint_dir_and_spec_round_trip() {
     softmax.attention_norm = None;
     softmax.to_file(dir.path().join("config.json")).unwrap();
     assert!(PolyWeights::from_dir(dir.path()).is_err());
+}
+
+#[test]
+fn ablation_modes_approximate_one_class_each() {
+    let (model, cfg, weights) = random(false, 13);
+    let mut spec = spec_for(&model, &cfg, &CalibrationOptions::default());
+    // A crude activation (degree 2 on a narrow interval) that the other classes do not share.
+    for l in &mut spec.layers {
+        l.activation =
+            psf_poly::ActivationSpec::fit(l.activation.function, (-0.5, 0.5), 2).unwrap();
+    }
+    let poly = PolyModel::new(weights, spec).unwrap();
+    let x = ids(16, 21);
+    let run = |mode| poly.forward_ids(&x, mode).unwrap().logits;
+    let only = |inv_sqrt, reciprocal, activation| {
+        Mode::Only(Approximated {
+            inv_sqrt,
+            reciprocal,
+            activation,
+        })
+    };
+    let exact = run(Mode::Exact);
+    // All classes on is the polynomial model, none is the exact twin, bit for bit.
+    assert_eq!(run(only(true, true, true)), run(Mode::Polynomial));
+    assert_eq!(run(only(false, false, false)), exact);
+    let err = |m: &psf_poly::Matrix| {
+        m.data
+            .iter()
+            .zip(&exact.data)
+            .fold(0.0f64, |e, (a, b)| e.max((a - b).abs()))
+    };
+    let (e_norm, e_rec, e_act) = (
+        err(&run(only(true, false, false))),
+        err(&run(only(false, true, false))),
+        err(&run(only(false, false, true))),
+    );
+    assert!(e_norm > 0.0 && e_rec > 0.0, "{e_norm} {e_rec}");
+    assert!(
+        e_act > 100.0 * e_norm.max(e_rec),
+        "{e_norm} {e_rec} {e_act}"
+    );
+    assert_eq!(only(false, true, true).label(), "only 1/x+activation");
+}
+
+#[test]
+fn positions_are_tallied_at_their_first_site_outside() {
+    let (model, cfg, weights) = random(false, 17);
+    let mut spec = spec_for(&model, &cfg, &CalibrationOptions::default());
+    // Layer 1's first norm cannot hold any input; nothing earlier falls outside.
+    spec.layers[1].norm1.b = spec.layers[1].norm1.a * 1.0001;
+    spec.layers[1].norm1.a *= 0.5;
+    let poly = PolyModel::new(weights, spec).unwrap();
+    let windows: Vec<Vec<u32>> = (0..6).map(|s| ids(16, s * 7 + 1)).collect();
+    let mut total = psf_poly::OutOfRange::default();
+    for w in &windows {
+        let f = poly.forward_ids(w, Mode::Exact).unwrap();
+        assert_eq!(f.out_of_range.positions, 16);
+        total.merge(&f.out_of_range);
+    }
+    let site = psf_poly::OpSite {
+        layer: 1,
+        op: PolyOp::Norm1,
+    };
+    assert_eq!(total.positions, 96);
+    assert_eq!(total.positions_outside(), total.first_outside[&site]);
+    // Most positions' mean squares lie above the pinched interval.
+    assert!(total.first_outside[&site] >= 90, "{total:?}");
+    assert_eq!(total.first_outside.len(), 1, "{total:?}");
 }
