@@ -1,10 +1,11 @@
 //! `psformer bench softmax`: "softmax alone" over a causal attention layer's encrypted scores
 //! (Pythia-70M shape: 8 heads; 128 and 1024 tokens) on `N16_QP1765_BOOT_128BIT` (scores at
 //! level 12, the level a bootstrap leaves): Power-Softmax vs NEXUS-style vs the square
-//! strategy. Every variant runs on the simulation evaluator (counts per level, bootstraps of
+//! strategy, each on our diagonal packing and on NEXUS's row packing (a division per
+//! ciphertext). Every variant runs on the simulation evaluator (counts per level, bootstraps of
 //! the exp variants' division, output against the exact function) and is priced by a measured
-//! cost table; `--run` also runs the given token counts on ciphertexts (variants that need no
-//! bootstrap) and prints measured seconds and precision against the `f64` twin.
+//! cost table; `--run` also runs the given token counts on ciphertexts and prints measured
+//! seconds and precision against the `f64` twin.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -14,8 +15,8 @@ use psf_circuits::bootstrap::presets::{self, EPHEMERAL_WEIGHT};
 use psf_circuits::bootstrap::{Bootstrapper, Encapsulation};
 use psf_circuits::cost::{CostModel, CostTable};
 use psf_circuits::softmax::{
-    AttentionShape, DiagonalPacking, SoftmaxCircuit, SoftmaxConfig, SoftmaxVariant, exact,
-    sim_bootstrap,
+    AttentionShape, DiagonalPacking, RowPacking, ScorePacking, SoftmaxCircuit, SoftmaxConfig,
+    SoftmaxVariant, exact, sim_bootstrap,
 };
 use psf_circuits::{Backend, HeBackend, SimBackend};
 use psf_ckks::{
@@ -51,6 +52,19 @@ pub struct BenchSoftmaxArgs {
     /// Threads of the encrypted runs.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Packings: `diagonal` (ours: one division for all ciphertexts) and `rows` (NEXUS's:
+    /// whole rows per ciphertext, a division per ciphertext); encrypted runs use the first.
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["diagonal".to_string(), "rows".to_string()])]
+    packings: Vec<String>,
+}
+
+/// The packing `name` of `shape` in `slots` slots.
+fn packing(name: &str, shape: AttentionShape, slots: usize) -> anyhow::Result<ScorePacking> {
+    Ok(match name {
+        "diagonal" => ScorePacking::Diagonal(DiagonalPacking::new(shape, slots)?),
+        "rows" => ScorePacking::Rows(RowPacking::new(shape, slots)?),
+        _ => anyhow::bail!("unknown packing {name} (diagonal, rows)"),
+    })
 }
 
 /// Seeded scores in `[-B, B]`, `scores[h][t][j]`.
@@ -131,37 +145,40 @@ pub fn run(args: &BenchSoftmaxArgs) -> anyhow::Result<()> {
     );
     println!("load {} | cost table: {}", loadavg(), table.note);
     println!(
-        "| tokens | variant | ciphertexts | bootstraps | key switches | predicted 1T (s) | predicted 2T (s) | max weight err vs exact |"
+        "| tokens | packing | variant | ciphertexts | bootstraps | key switches | predicted 1T (s) | predicted 2T (s) | max weight err vs exact |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---|---:|---:|---:|---:|---:|---:|");
     for &tokens in &args.tokens {
         let shape = AttentionShape {
             heads: args.heads,
             tokens,
         };
-        let packing = DiagonalPacking::new(shape, params.max_slots())?;
         let s = scores(shape, 2.0, tokens as u64);
-        for variant in SoftmaxVariant::ALL {
-            let circuit = SoftmaxCircuit::new(variant, packing, SoftmaxConfig::default())?;
-            let (counts, err) = simulate(&params, &circuit, &s)?;
-            let predict = |t: usize| -> anyhow::Result<String> {
-                Ok(match CostModel::new(table.clone(), t) {
-                    Ok(m) => format!("{:.2}", m.predict(&counts)?.seconds),
-                    Err(_) => "-".into(),
-                })
-            };
-            println!(
-                "| {tokens} | {} | {} | {} | {} | {} | {} | {err:.2e} |",
-                variant.name(),
-                packing.ciphertexts(),
-                counts.totals().get(Primitive::Bootstrap),
-                counts.totals().key_switches(),
-                predict(1)?,
-                predict(2)?
-            );
-            eprintln!("  {}: {}", variant.name(), describe(&circuit));
-            if let Ok(m) = CostModel::new(table.clone(), args.threads) {
-                eprintln!("    breakdown {}T: {}", args.threads, m.predict(&counts)?);
+        for name in &args.packings {
+            let packing = packing(name, shape, params.max_slots())?;
+            for variant in SoftmaxVariant::ALL {
+                let circuit = SoftmaxCircuit::new(variant, packing, SoftmaxConfig::default())?;
+                let (counts, err) = simulate(&params, &circuit, &s)?;
+                let predict = |t: usize| -> anyhow::Result<String> {
+                    Ok(match CostModel::new(table.clone(), t) {
+                        Ok(m) => format!("{:.2}", m.predict(&counts)?.seconds),
+                        Err(_) => "-".into(),
+                    })
+                };
+                println!(
+                    "| {tokens} | {} | {} | {} | {} | {} | {} | {} | {err:.2e} |",
+                    packing.name(),
+                    variant.name(),
+                    packing.ciphertexts(),
+                    counts.totals().get(Primitive::Bootstrap),
+                    counts.totals().key_switches(),
+                    predict(1)?,
+                    predict(2)?
+                );
+                eprintln!("  {}: {}", variant.name(), describe(&circuit));
+                if let Ok(m) = CostModel::new(table.clone(), args.threads) {
+                    eprintln!("    breakdown {}T: {}", args.threads, m.predict(&counts)?);
+                }
             }
         }
     }
@@ -198,7 +215,8 @@ fn run_encrypted(
         heads: args.heads,
         tokens,
     };
-    let packing = DiagonalPacking::new(shape, params.max_slots())?;
+    let first = args.packings.first().map_or("diagonal", String::as_str);
+    let packing = packing(first, shape, params.max_slots())?;
     let circuit = SoftmaxCircuit::new(variant, packing, SoftmaxConfig::default())?;
     let s = scores(shape, 2.0, tokens as u64);
     let (counts, _) = simulate(params, &circuit, &s)?;

@@ -1,5 +1,5 @@
-//! "Softmax alone" over encrypted attention scores, three ways, on the diagonal packing of
-//! [`packing`]: Power-Softmax (`p = 4`, length-agnostic mean, causal mask as a product,
+//! "Softmax alone" over encrypted attention scores, three ways, on either packing of
+//! [`packing`] (ours, diagonal, or NEXUS's, rows): Power-Softmax (`p = 4`, length-agnostic mean, causal mask as a product,
 //! Goldschmidt reciprocal), NEXUS-style softmax (degree-8 Taylor `e^x` + classic Goldschmidt on
 //! the row sum) and the square-strategy softmax (`(1 + x/2^r)^(2^r)` + classic Goldschmidt).
 //!
@@ -20,6 +20,12 @@
 //!    the refresh (bootstrapping) hook when its operands run out of levels.
 //! 5. `w_c = u_c R`.
 //!
+//! **Row packing** (NEXUS's layout, [`RowPacking`]): per ciphertext, `x + rot(x, -L)` copies
+//! each row into its second half, then steps 1-2, a rotate-and-sum of strides `1..L/2` (every
+//! first-half slot holds its row's sum), the reciprocal of that ciphertext's sums (on twice
+//! the interval: windows starting in a copy half span two rows) and the product: every
+//! ciphertext pays its own division (and, for the exp variants, its own bootstraps).
+//!
 //! [`SoftmaxCircuit::eval_f64`] is the twin (the same steps in `f64`, slot by slot);
 //! [`exact`] is the function each variant approximates (softmax, or the length-agnostic
 //! Power-Softmax with the same `eps`).
@@ -28,7 +34,7 @@ pub mod approx;
 pub mod packing;
 
 pub use approx::{ClassicGoldschmidt, SquareExp, TaylorExp};
-pub use packing::{AttentionShape, DiagonalPacking};
+pub use packing::{AttentionShape, DiagonalPacking, RowPacking, ScorePacking};
 
 use crate::inverse::{Method, Reciprocal};
 use crate::{Backend, Circuit, CircuitError, Result};
@@ -104,7 +110,7 @@ enum Denominator {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SoftmaxCircuit {
     variant: SoftmaxVariant,
-    packing: DiagonalPacking,
+    packing: ScorePacking,
     config: SoftmaxConfig,
     numerator: Numerator,
     denominator: Denominator,
@@ -135,7 +141,7 @@ impl SoftmaxCircuit {
     /// Builds `variant` for `packing` with `config`.
     pub fn new(
         variant: SoftmaxVariant,
-        packing: DiagonalPacking,
+        packing: ScorePacking,
         config: SoftmaxConfig,
     ) -> Result<Self> {
         let b = config.score_bound;
@@ -177,7 +183,7 @@ impl SoftmaxCircuit {
     }
 
     /// The packing.
-    pub fn packing(&self) -> &DiagonalPacking {
+    pub fn packing(&self) -> &ScorePacking {
         &self.packing
     }
 
@@ -200,10 +206,15 @@ impl SoftmaxCircuit {
     }
 
     /// The interval the reciprocal is built for: `[eps, 1 + eps]` (Power), or
-    /// `[min f, L max f]` over the score interval with a 1% margin (the exp variants).
+    /// `[min f, L max f]` over the score interval with a 1% margin (the exp variants); the
+    /// upper end doubled for the row packing (module docs).
     pub fn denominator_interval(&self) -> (f64, f64) {
+        let span = match self.packing {
+            ScorePacking::Diagonal(_) => 1.0,
+            ScorePacking::Rows(_) => 2.0,
+        };
         if self.variant == SoftmaxVariant::Power {
-            return (self.config.eps, 1.0 + self.config.eps);
+            return (self.config.eps, span + self.config.eps);
         }
         let (b, n) = (self.config.score_bound, 2000);
         let f = |i: usize| {
@@ -212,7 +223,10 @@ impl SoftmaxCircuit {
         };
         let lo = (0..=n).map(f).fold(f64::INFINITY, f64::min);
         let hi = (0..=n).map(f).fold(0.0, f64::max);
-        (0.99 * lo, 1.01 * hi * self.packing.shape.tokens as f64)
+        (
+            0.99 * lo,
+            span * 1.01 * hi * self.packing.shape().tokens as f64,
+        )
     }
 
     /// The reciprocal's stated error report on its interval, and its depth.
@@ -264,45 +278,60 @@ impl SoftmaxCircuit {
 
     /// The f64 twin of [`Self::evaluate`] on packed inputs.
     pub fn eval_f64(&self, xs: &[Vec<f64>]) -> Vec<Vec<f64>> {
-        let p = &self.packing;
-        let u: Vec<Vec<f64>> = (xs.iter().enumerate())
-            .map(|(c, x)| {
-                let m = p.mask(c, |t| self.mask_weight(t));
-                (x.iter().zip(&m))
-                    .map(|(&v, &w)| self.numerator_f64(v) * w)
+        let masked = |c: usize, x: &[f64]| -> Vec<f64> {
+            let m = self.packing.mask(c, |t| self.mask_weight(t));
+            (x.iter().zip(&m))
+                .map(|(&v, &w)| self.numerator_f64(v) * w)
+                .collect()
+        };
+        let eps = match self.variant {
+            SoftmaxVariant::Power => self.config.eps,
+            _ => 0.0,
+        };
+        let recip = |d: f64| match &self.denominator {
+            Denominator::Reciprocal(rc) => rc.eval_f64(d + eps),
+            Denominator::Classic(g) => g.eval_f64(d + eps),
+        };
+        match &self.packing {
+            ScorePacking::Diagonal(p) => {
+                let u: Vec<Vec<f64>> = (xs.iter().enumerate()).map(|(c, x)| masked(c, x)).collect();
+                let hl = p.diagonal_slots();
+                let r: Vec<f64> = (0..hl)
+                    .map(|s| {
+                        let sum: f64 = (u.iter())
+                            .map(|v| v.iter().skip(s).step_by(hl).sum::<f64>())
+                            .sum();
+                        recip(sum)
+                    })
+                    .collect();
+                (u.iter())
+                    .map(|v| {
+                        (v.iter().enumerate())
+                            .map(|(s, &x)| x * r[s % hl])
+                            .collect()
+                    })
                     .collect()
-            })
-            .collect();
-        let hl = p.diagonal_slots();
-        let den: Vec<f64> = (0..hl)
-            .map(|s| {
-                let sum: f64 = (u.iter())
-                    .map(|v| v.iter().skip(s).step_by(hl).sum::<f64>())
-                    .sum();
-                match self.variant {
-                    SoftmaxVariant::Power => sum + self.config.eps,
-                    _ => sum,
-                }
-            })
-            .collect();
-        let r: Vec<f64> = (den.iter())
-            .map(|&d| match &self.denominator {
-                Denominator::Reciprocal(rc) => rc.eval_f64(d),
-                Denominator::Classic(g) => g.eval_f64(d),
-            })
-            .collect();
-        (u.iter())
-            .map(|v| {
-                (v.iter().enumerate())
-                    .map(|(s, &x)| x * r[s % hl])
-                    .collect()
-            })
-            .collect()
+            }
+            ScorePacking::Rows(p) => (xs.iter().enumerate())
+                .map(|(c, x)| {
+                    let n = x.len();
+                    let copy = (-p.copy_rotation()) as usize;
+                    let dup: Vec<f64> = (0..n).map(|s| x[s] + x[(s + n - copy) % n]).collect();
+                    let u = masked(c, &dup);
+                    let mut den = u.clone();
+                    for k in p.rotations() {
+                        let k = k as usize;
+                        den = (0..n).map(|s| den[s] + den[(s + k) % n]).collect();
+                    }
+                    (u.iter().zip(&den)).map(|(&v, &d)| v * recip(d)).collect()
+                })
+                .collect(),
+        }
     }
 
-    /// Evaluates on the packed, encrypted scores (one ciphertext per [`DiagonalPacking`]
-    /// ciphertext, all at one level and scale); `refresh` bootstraps a ciphertext (used by the
-    /// exp variants' division when levels run out).
+    /// Evaluates on the packed, encrypted scores (one ciphertext per packed ciphertext, all at
+    /// one level and scale); `refresh` bootstraps a ciphertext (used by the exp variants'
+    /// division when levels run out).
     pub fn evaluate<B: Backend>(
         &self,
         be: &B,
@@ -310,34 +339,52 @@ impl SoftmaxCircuit {
         refresh: &dyn Fn(&B::Ct) -> Result<B::Ct>,
     ) -> Result<Vec<B::Ct>> {
         let p = &self.packing;
-        if xs.len() != p.ciphertexts() || be.slots() != p.slots {
+        if xs.len() != p.ciphertexts() || be.slots() != p.slots() {
             return Err(CircuitError::Invalid(format!(
                 "softmax over {} ciphertexts of {} slots, packing needs {} of {}",
                 xs.len(),
                 be.slots(),
                 p.ciphertexts(),
-                p.slots
+                p.slots()
             )));
         }
-        let u = (xs.iter().enumerate())
-            .map(|(c, x)| self.masked_numerator(be, c, x))
-            .collect::<Result<Vec<_>>>()?;
-        let mut den = u[0].clone();
-        for v in &u[1..] {
-            den = be.add(&den, v)?;
-        }
-        for k in p.rotations() {
-            den = be.add(&den, &be.rotate(&den, k)?)?;
-        }
-        let r = match &self.denominator {
-            Denominator::Reciprocal(rc) => {
-                rc.evaluate(be, &be.add_const(&den, self.config.eps)?)?
+        match p {
+            ScorePacking::Diagonal(d) => {
+                let u = (xs.iter().enumerate())
+                    .map(|(c, x)| self.masked_numerator(be, c, x))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut den = u[0].clone();
+                for v in &u[1..] {
+                    den = be.add(&den, v)?;
+                }
+                let r = self.reciprocal(be, &rotate_and_sum(be, den, &d.rotations())?, refresh)?;
+                (u.iter())
+                    .map(|v| be.rescale(&be.mul_relin(v, &r)?))
+                    .collect()
             }
-            Denominator::Classic(g) => g.evaluate(be, &den, refresh)?,
-        };
-        (u.iter())
-            .map(|v| be.rescale(&be.mul_relin(v, &r)?))
-            .collect()
+            ScorePacking::Rows(rows) => (xs.iter().enumerate())
+                .map(|(c, x)| {
+                    let dup = be.add(x, &be.rotate(x, rows.copy_rotation())?)?;
+                    let u = self.masked_numerator(be, c, &dup)?;
+                    let den = rotate_and_sum(be, u.clone(), &rows.rotations())?;
+                    let r = self.reciprocal(be, &den, refresh)?;
+                    be.rescale(&be.mul_relin(&u, &r)?)
+                })
+                .collect(),
+        }
+    }
+
+    /// Step 4 on summed denominators (Power adds `eps` first).
+    fn reciprocal<B: Backend>(
+        &self,
+        be: &B,
+        den: &B::Ct,
+        refresh: &dyn Fn(&B::Ct) -> Result<B::Ct>,
+    ) -> Result<B::Ct> {
+        match &self.denominator {
+            Denominator::Reciprocal(rc) => rc.evaluate(be, &be.add_const(den, self.config.eps)?),
+            Denominator::Classic(g) => g.evaluate(be, den, refresh),
+        }
     }
 
     /// Steps 1-2 on ciphertext `c`.
@@ -361,6 +408,14 @@ impl SoftmaxCircuit {
         let pt = be.encode(&mask, l, be.prime(l) as f64)?;
         be.rescale(&be.mul_plain(&n, &pt)?)
     }
+}
+
+/// `x + rot(x, k)` for each `k` in turn.
+fn rotate_and_sum<B: Backend>(be: &B, mut x: B::Ct, ks: &[i64]) -> Result<B::Ct> {
+    for &k in ks {
+        x = be.add(&x, &be.rotate(&x, k)?)?;
+    }
+    Ok(x)
 }
 
 /// The exact function `variant` approximates, row by row on `scores[h][t][j]` (only `j <= t`

@@ -1,5 +1,9 @@
-//! Diagonal packing of causal attention scores (`heads` x `tokens` x `tokens`).
+//! Packings of causal attention scores (`heads` x `tokens` x `tokens`): [`DiagonalPacking`]
+//! (ours: the row sums are additions across ciphertexts, one reciprocal serves all of them)
+//! and [`RowPacking`] (NEXUS's: whole rows per ciphertext, a reciprocal per ciphertext), both
+//! behind [`ScorePacking`].
 //!
+//! **Diagonal packing.**
 //! Generalized diagonal `d` of head `h` holds `s_h[t, (t - d) mod L]` for every query `t`; it
 //! is causal-visible iff `t >= d` (key `j = t - d`). One diagonal of all heads takes
 //! `H L` slots (slot `h L + t`); a ciphertext of `S` slots holds `g = S / (H L)` consecutive
@@ -121,9 +125,242 @@ impl DiagonalPacking {
     }
 }
 
+/// NEXUS's row packing: row `(h, t)` of `L` keys takes `2L` slots, the row and then a copy
+/// (`x + rot(x, -L)` in the circuit), so that a rotate-and-sum of strides `1, 2, ..., L/2`
+/// leaves the row's sum in each of its first `L` slots; a ciphertext of `S` slots holds
+/// `S / 2L` rows (row `r = h L + t` in ciphertext `r / (S / 2L)`), so `2 H L^2 / S`
+/// ciphertexts hold everything, each with its own denominators. A window that starts in a
+/// copy half spans two rows (the copy's tail and the next row's head): its sum lies within
+/// twice the row-sum interval and is never read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowPacking {
+    /// The shape.
+    pub shape: AttentionShape,
+    /// Slots per ciphertext.
+    pub slots: usize,
+}
+
+impl RowPacking {
+    /// Checks that `L` is a power of two with `2L <= slots` and that the rows fill whole
+    /// ciphertexts.
+    pub fn new(shape: AttentionShape, slots: usize) -> Result<Self> {
+        let l = shape.tokens;
+        let ok = l > 0
+            && l.is_power_of_two()
+            && slots.is_power_of_two()
+            && 2 * l <= slots
+            && (shape.heads * l).is_multiple_of(slots / (2 * l));
+        if !ok {
+            return Err(CircuitError::Invalid(format!(
+                "row packing of {} heads x {l} tokens into {slots} slots needs L a power of \
+                 two, 2 L <= slots and whole ciphertexts of rows",
+                shape.heads
+            )));
+        }
+        Ok(Self { shape, slots })
+    }
+
+    /// Rows per ciphertext `S / 2L`.
+    pub fn rows_per_ct(&self) -> usize {
+        self.slots / (2 * self.shape.tokens)
+    }
+
+    /// Number of ciphertexts `H L / (S / 2L)`.
+    pub fn ciphertexts(&self) -> usize {
+        self.shape.heads * self.shape.tokens / self.rows_per_ct()
+    }
+
+    /// The row sums' rotations: `1, 2, ..., L/2`.
+    pub fn rotations(&self) -> Vec<i64> {
+        (0..self.shape.tokens.trailing_zeros())
+            .map(|i| 1i64 << i)
+            .collect()
+    }
+
+    /// The rotation that duplicates each row into its copy half.
+    pub fn copy_rotation(&self) -> i64 {
+        -(self.shape.tokens as i64)
+    }
+
+    /// `(head, query t, key j, visible, in the row's first half)` of `slot` of ciphertext `c`.
+    pub fn locate(&self, c: usize, slot: usize) -> (usize, usize, usize, bool, bool) {
+        let l = self.shape.tokens;
+        let r = c * self.rows_per_ct() + slot / (2 * l);
+        let (h, t, k) = (r / l, r % l, slot % (2 * l));
+        let j = k % l;
+        (h, t, j, j <= t, k < l)
+    }
+
+    /// Packs `scores[h][t][j]` into the first halves (only `j <= t` is read; masked slots get
+    /// `fill`, the copy halves 0: the circuit adds the rows into them).
+    pub fn pack(&self, scores: &[Vec<Vec<f64>>], fill: f64) -> Vec<Vec<f64>> {
+        (0..self.ciphertexts())
+            .map(|c| {
+                (0..self.slots)
+                    .map(|s| match self.locate(c, s) {
+                        (h, t, j, true, true) => scores[h][t][j],
+                        (_, _, _, _, false) => 0.0,
+                        _ => fill,
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Unpacks the first halves into `w[h][t][j]` for `j <= t`.
+    pub fn unpack(&self, cts: &[Vec<f64>]) -> Vec<Vec<Vec<f64>>> {
+        let l = self.shape.tokens;
+        let mut w: Vec<Vec<Vec<f64>>> = (0..self.shape.heads)
+            .map(|_| (0..l).map(|t| vec![0.0; t + 1]).collect())
+            .collect();
+        for (c, v) in cts.iter().enumerate() {
+            for (s, &x) in v.iter().enumerate().take(self.slots) {
+                if let (h, t, j, true, true) = self.locate(c, s) {
+                    w[h][t][j] = x;
+                }
+            }
+        }
+        w
+    }
+
+    /// The plaintext multiplying ciphertext `c` after the copy: `weight(t)` on visible slots
+    /// of both halves, 0 elsewhere.
+    pub fn mask(&self, c: usize, weight: impl Fn(usize) -> f64) -> Vec<f64> {
+        (0..self.slots)
+            .map(|s| match self.locate(c, s) {
+                (_, t, _, true, _) => weight(t),
+                _ => 0.0,
+            })
+            .collect()
+    }
+}
+
+/// Where the scores sit: the packing a softmax circuit runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScorePacking {
+    /// Ours: diagonals, one reciprocal for every ciphertext.
+    Diagonal(DiagonalPacking),
+    /// NEXUS's: rows, a reciprocal per ciphertext.
+    Rows(RowPacking),
+}
+
+impl ScorePacking {
+    /// The shape.
+    pub fn shape(&self) -> AttentionShape {
+        match self {
+            Self::Diagonal(p) => p.shape,
+            Self::Rows(p) => p.shape,
+        }
+    }
+
+    /// Slots per ciphertext.
+    pub fn slots(&self) -> usize {
+        match self {
+            Self::Diagonal(p) => p.slots,
+            Self::Rows(p) => p.slots,
+        }
+    }
+
+    /// Number of ciphertexts.
+    pub fn ciphertexts(&self) -> usize {
+        match self {
+            Self::Diagonal(p) => p.ciphertexts(),
+            Self::Rows(p) => p.ciphertexts(),
+        }
+    }
+
+    /// Every rotation the circuit uses.
+    pub fn rotations(&self) -> Vec<i64> {
+        match self {
+            Self::Diagonal(p) => p.rotations(),
+            Self::Rows(p) => {
+                let mut r = p.rotations();
+                r.push(p.copy_rotation());
+                r
+            }
+        }
+    }
+
+    /// Packs `scores[h][t][j]` (masked slots get `fill`).
+    pub fn pack(&self, scores: &[Vec<Vec<f64>>], fill: f64) -> Vec<Vec<f64>> {
+        match self {
+            Self::Diagonal(p) => p.pack(scores, fill),
+            Self::Rows(p) => p.pack(scores, fill),
+        }
+    }
+
+    /// Unpacks slot vectors into `w[h][t][j]` for `j <= t`.
+    pub fn unpack(&self, cts: &[Vec<f64>]) -> Vec<Vec<Vec<f64>>> {
+        match self {
+            Self::Diagonal(p) => p.unpack(cts),
+            Self::Rows(p) => p.unpack(cts),
+        }
+    }
+
+    /// The mask plaintext of ciphertext `c` (`weight(t)` on visible slots).
+    pub fn mask(&self, c: usize, weight: impl Fn(usize) -> f64) -> Vec<f64> {
+        match self {
+            Self::Diagonal(p) => p.mask(c, weight),
+            Self::Rows(p) => p.mask(c, weight),
+        }
+    }
+
+    /// A short name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Diagonal(_) => "diagonal",
+            Self::Rows(_) => "rows (NEXUS)",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_round_trip_and_sum_within_their_first_halves() {
+        let shape = AttentionShape {
+            heads: 2,
+            tokens: 8,
+        };
+        let p = RowPacking::new(shape, 64).unwrap();
+        assert_eq!((p.rows_per_ct(), p.ciphertexts()), (4, 4));
+        assert_eq!(p.rotations(), vec![1, 2, 4]);
+        let scores: Vec<Vec<Vec<f64>>> = (0..2)
+            .map(|h| {
+                (0..8)
+                    .map(|t| (0..8).map(|j| (1 + 100 * h + 10 * t + j) as f64).collect())
+                    .collect()
+            })
+            .collect();
+        let packed = p.pack(&scores, 0.0);
+        let back = p.unpack(&packed);
+        for h in 0..2 {
+            for t in 0..8 {
+                for j in 0..=t {
+                    assert_eq!(back[h][t][j], scores[h][t][j]);
+                }
+            }
+        }
+        // x + rot(x, -L), then the rotate-and-sum: every first-half slot holds its row's sum.
+        for (c, x) in packed.iter().enumerate() {
+            let n = x.len();
+            let dup: Vec<f64> = (0..n).map(|s| x[s] + x[(s + n - 8) % n]).collect();
+            let mut sum = dup.clone();
+            for k in p.rotations() {
+                let k = k as usize;
+                sum = (0..n).map(|s| sum[s] + sum[(s + k) % n]).collect();
+            }
+            for (s, &v) in sum.iter().enumerate() {
+                if let (h, t, _, _, true) = p.locate(c, s) {
+                    let want: f64 = scores[h][t][..=t].iter().sum();
+                    assert_eq!(v, want, "slot {s}");
+                }
+            }
+        }
+        assert!(RowPacking::new(shape, 8).is_err());
+    }
 
     #[test]
     fn every_visible_score_lands_once_and_round_trips() {

@@ -50,16 +50,26 @@ fn deep_params() -> CkksParameters {
     lit.try_build().unwrap()
 }
 
+/// Both packings of [`SHAPE`] in `slots` slots.
+fn packings(slots: usize) -> [ScorePacking; 2] {
+    [
+        ScorePacking::Diagonal(DiagonalPacking::new(SHAPE, slots).unwrap()),
+        ScorePacking::Rows(RowPacking::new(SHAPE, slots).unwrap()),
+    ]
+}
+
 #[test]
 fn twins_approximate_the_exact_functions_within_their_stated_errors() {
-    let packing = DiagonalPacking::new(SHAPE, 1024).unwrap();
     let s = scores(SHAPE, 2.0, 1);
     let cfg = SoftmaxConfig::default();
-    for (variant, bound) in [
-        (SoftmaxVariant::Power, 2e-3),
-        (SoftmaxVariant::Taylor, 1.2e-2),
-        (SoftmaxVariant::Square, 8e-3),
-    ] {
+    for (packing, (variant, bound)) in packings(1024).into_iter().flat_map(|p| {
+        [
+            (SoftmaxVariant::Power, 2e-3),
+            (SoftmaxVariant::Taylor, 1.2e-2),
+            (SoftmaxVariant::Square, 8e-3),
+        ]
+        .map(|v| (p, v))
+    }) {
         let circuit = SoftmaxCircuit::new(variant, packing, cfg).unwrap();
         let (recip, _) = circuit.reciprocal_report();
         assert!(
@@ -68,17 +78,20 @@ fn twins_approximate_the_exact_functions_within_their_stated_errors() {
         );
         let twin = packing.unpack(&circuit.eval_f64(&circuit.pack(&s)));
         let err = max_rel_row_error(&exact(variant, &cfg, &s), &twin);
-        assert!(err < bound, "{variant:?}: twin vs exact {err:e}");
+        let name = packing.name();
+        assert!(err < bound, "{variant:?} {name}: twin vs exact {err:e}");
     }
 }
 
 #[test]
 fn encrypted_variants_match_their_twins() {
     let params = deep_params();
-    let packing = DiagonalPacking::new(SHAPE, params.max_slots()).unwrap();
+    let [diagonal, rows] = packings(params.max_slots());
+    let mut rotations = diagonal.rotations();
+    rotations.extend(rows.rotations());
     let mut kgen = KeyGenerator::seeded(params.ring(), 8);
     let sk = kgen.gen_secret_key();
-    let keys = EvaluationKeys::generate(&mut kgen, &sk, &packing.rotations(), false).unwrap();
+    let keys = EvaluationKeys::generate(&mut kgen, &sk, &rotations, false).unwrap();
     let (enc, eval) = (Encoder::new(&params), Evaluator::new(&params, keys));
     let he = HeBackend::new(&params, &enc, &eval);
     let s = scores(SHAPE, 2.0, 2);
@@ -86,11 +99,14 @@ fn encrypted_variants_match_their_twins() {
     let no_refresh = |_: &Ciphertext| -> crate::Result<Ciphertext> {
         Err(CircuitError::Invalid("unexpected refresh".into()))
     };
-    for (variant, min_bits) in [
-        (SoftmaxVariant::Power, 22.0),
-        (SoftmaxVariant::Taylor, 22.0),
-        (SoftmaxVariant::Square, 20.0),
-    ] {
+    for (packing, (variant, min_bits)) in [diagonal, rows].into_iter().flat_map(|p| {
+        [
+            (SoftmaxVariant::Power, 22.0),
+            (SoftmaxVariant::Taylor, 22.0),
+            (SoftmaxVariant::Square, 20.0),
+        ]
+        .map(|v| (p, v))
+    }) {
         let circuit = SoftmaxCircuit::new(variant, packing, SoftmaxConfig::default()).unwrap();
         let xs = circuit.pack(&s);
         let cts: Vec<Ciphertext> = (xs.iter())
@@ -110,8 +126,9 @@ fn encrypted_variants_match_their_twins() {
             })
             .collect();
         let stats = PrecisionStats::from_real(&want, &have);
-        println!("{variant:?}: {stats}");
-        assert!(stats.min_bits >= min_bits, "{variant:?}: {stats}");
+        let name = packing.name();
+        println!("{variant:?} {name}: {stats}");
+        assert!(stats.min_bits >= min_bits, "{variant:?} {name}: {stats}");
     }
 }
 
@@ -122,9 +139,10 @@ fn exp_variants_refresh_their_division_on_the_bootstrapping_chain() {
     lit.ring.name = "INSECURE_N11_TWIN_OF_N16_BOOT".into();
     lit.ring.log_n = 11;
     let params = lit.try_build().unwrap();
-    let packing = DiagonalPacking::new(SHAPE, params.max_slots()).unwrap();
     let s = scores(SHAPE, 2.0, 3);
-    for variant in SoftmaxVariant::ALL {
+    for (packing, variant) in
+        (packings(params.max_slots()).into_iter()).flat_map(|p| SoftmaxVariant::ALL.map(|v| (p, v)))
+    {
         let circuit = SoftmaxCircuit::new(variant, packing, SoftmaxConfig::default()).unwrap();
         let sim = SimBackend::new(&params);
         let xs = circuit.pack(&s);
@@ -135,9 +153,14 @@ fn exp_variants_refresh_their_division_on_the_bootstrapping_chain() {
             .evaluate(&sim, &cts, &sim_bootstrap(&sim, 12))
             .unwrap();
         let boots = sim.counter().snapshot().get(Primitive::Bootstrap);
+        // Rows: every ciphertext refreshes its own division.
+        let per_division = match packing {
+            ScorePacking::Diagonal(_) => 1,
+            ScorePacking::Rows(r) => r.ciphertexts() as u64,
+        };
         match variant {
             SoftmaxVariant::Power => assert_eq!(boots, 0),
-            _ => assert!(boots >= 2, "{variant:?}: {boots} bootstraps"),
+            _ => assert!(boots >= 2 * per_division, "{variant:?}: {boots} bootstraps"),
         }
         let want = circuit.eval_f64(&xs).concat();
         let have: Vec<f64> = out.iter().flat_map(|c| c.values.clone()).collect();
