@@ -75,6 +75,11 @@ pub struct PolyfitArgs {
     /// score lies in [-1, 1] (about log2 of the factor in extra iterations).
     #[arg(long)]
     pub recip_to_bound: bool,
+    /// Raise 1/x's lower end so that its interval spans at most this ratio (fewer
+    /// iterations; queries whose scores are all near zero get a smaller attention output:
+    /// the `--ablation` row `only 1/x` measures what that costs).
+    #[arg(long)]
+    pub recip_max_ratio: Option<f64>,
     /// Per-layer activation degrees: raise each layer's degree from the swept one (d -> 2d+1)
     /// until its minimax error is at most this.
     #[arg(long)]
@@ -370,6 +375,7 @@ fn options(a: &PolyfitArgs, degree: usize) -> CalibrationOptions {
             inv_sqrt_hi: a.margin_inv_sqrt,
             activation: a.margin_act,
             reciprocal_to_bound: a.recip_to_bound,
+            reciprocal_max_ratio: a.recip_max_ratio,
         },
         activation_target_error: a.act_target_err,
         activation_max_degree: a.act_max_degree,

@@ -150,6 +150,15 @@ pub struct OpMargins {
     /// then only scores beyond `c` can push it past its interval.
     #[serde(default)]
     pub reciprocal_to_bound: bool,
+    /// Raise the reciprocal's lower end to `b / r` when its interval is wider than this ratio
+    /// (`r = b / a`): each halving of `r` saves about one Goldschmidt iteration (one level).
+    /// Denominators below the new lower end are those of queries whose scores are all near
+    /// zero; there the iterations still converge from below (no divergence: the first guess
+    /// barely moves over `[0, a]` in its normalized coordinate) but leave the relative error
+    /// `(1 - x y0)^(2^n)`, which shrinks those rows' attention weights. Measured, not assumed:
+    /// the `only 1/x` ablation shows what it costs.
+    #[serde(default)]
+    pub reciprocal_max_ratio: Option<f64>,
 }
 
 /// How calibration turns ranges into approximations.
@@ -234,6 +243,7 @@ struct Margins {
     inv: f64,
     act: f64,
     to_bound: bool,
+    max_ratio: Option<f64>,
 }
 
 impl Margins {
@@ -246,6 +256,7 @@ impl Margins {
             inv: mm.inv_sqrt_hi.unwrap_or(m),
             act: mm.activation.unwrap_or(m),
             to_bound: mm.reciprocal_to_bound,
+            max_ratio: mm.reciprocal_max_ratio,
         }
     }
 
@@ -255,8 +266,12 @@ impl Margins {
         } else {
             ""
         };
+        let ratio = self.max_ratio.map_or(String::new(), |r| {
+            format!(", 1/x interval ratio at most {r:e}")
+        });
         format!(
-            "c {}, 1/x upper end {}{bound}, 1/sqrt x upper end {}, activation {}, lower ends {}",
+            "c {}, 1/x upper end {}{bound}, 1/sqrt x upper end {}, activation {}, lower ends \
+             {}{ratio}",
             self.c, self.rec, self.inv, self.act, self.lo
         )
     }
@@ -322,6 +337,9 @@ fn layer_spec(
     let mut rec = positive(den, m.lo, m.rec)?;
     if m.to_bound {
         rec.1 = rec.1.max(1.0 + eps / cp);
+    }
+    if let Some(r) = m.max_ratio.filter(|r| *r > 1.0) {
+        rec.0 = rec.0.max(rec.1 / r);
     }
     let (alo, ahi) = (l.activation.lo, l.activation.hi);
     let w = (ahi - alo).max(1e-6);

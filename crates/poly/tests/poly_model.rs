@@ -256,3 +256,79 @@ fn positions_are_tallied_at_their_first_site_outside() {
     assert!(total.first_outside[&site] >= 90, "{total:?}");
     assert_eq!(total.first_outside.len(), 1, "{total:?}");
 }
+
+/// Ranges of a 2-layer model: a narrow and a wide activation interval.
+fn synthetic_ranges() -> psf_poly::ObservedRanges {
+    let seen = |lo, hi| psf_poly::Seen { lo, hi };
+    let layer = |act: f64| psf_poly::LayerRanges {
+        norm1: seen(0.5, 40.0),
+        norm2: seen(0.5, 40.0),
+        scores: seen(-8.0, 5.0),
+        denominator: seen(1e-3, 900.0),
+        activation: seen(-act, act),
+    };
+    psf_poly::ObservedRanges {
+        layers: vec![layer(4.0), layer(40.0)],
+        final_norm: seen(0.5, 40.0),
+        tokens: 64,
+    }
+}
+
+#[test]
+fn per_op_margins_bound_and_per_layer_degrees() {
+    let cfg = literal(false).try_build().unwrap();
+    let ranges = synthetic_ranges();
+    let base = calibrate(&cfg, &ranges, &CalibrationOptions::default()).unwrap();
+    let l = &base.layers[0];
+    assert!((l.c - 1.1 * 8.0).abs() < 1e-12);
+    assert!((l.reciprocal.b - 1.1 * 900.0 / l.c.powi(4)).abs() < 1e-12);
+    assert_eq!(base.layers[1].activation.poly.degree(), 16);
+
+    let opts = CalibrationOptions {
+        margins: psf_poly::OpMargins {
+            c: Some(0.5),
+            activation: Some(0.0),
+            reciprocal_to_bound: true,
+            ..Default::default()
+        },
+        activation_degree: 15,
+        activation_target_error: Some(1e-3),
+        activation_max_degree: 127,
+        ..Default::default()
+    };
+    let spec = calibrate(&cfg, &ranges, &opts).unwrap();
+    let l = &spec.layers[0];
+    assert!((l.c - 12.0).abs() < 1e-12);
+    let eps_c = 1e-3 / 12f64.powi(4);
+    // The upper end is the bound 1 + eps/c^p (the calibrated 900/c^4 = 0.043 is below it).
+    assert!((l.reciprocal.b - (1.0 + eps_c)).abs() < 1e-12);
+    assert!(l.reciprocal.iterations > base.layers[0].reciprocal.iterations);
+    assert_eq!(l.activation.interval(), (-4.0, 4.0));
+    // The narrow layer keeps degree 15; the wide one climbs the ladder to meet the target.
+    assert_eq!(l.activation.poly.degree(), 15);
+    let wide = &spec.layers[1].activation;
+    assert!(
+        [31, 63, 127].contains(&wide.poly.degree()),
+        "{}",
+        wide.poly.degree()
+    );
+    assert!(wide.report.max_abs <= 1e-3 || wide.poly.degree() == 127);
+    assert!(spec.notes["margins"].contains("c 0.5"), "{:?}", spec.notes);
+
+    // A ratio cap raises the lower end and saves iterations.
+    let capped = CalibrationOptions {
+        margins: psf_poly::OpMargins {
+            reciprocal_max_ratio: Some(1e3),
+            ..opts.margins
+        },
+        ..opts.clone()
+    };
+    let c = calibrate(&cfg, &ranges, &capped).unwrap();
+    let r = c.layers[0].reciprocal;
+    assert!((r.b / r.a - 1e3).abs() < 1e-6, "{r:?}");
+    assert!(
+        r.iterations < l.reciprocal.iterations,
+        "{r:?} vs {:?}",
+        l.reciprocal
+    );
+}
