@@ -46,9 +46,12 @@ if [ "${SMOLLM2:-0}" = 1 ]; then
     --tokenizer "$S/smollm2-hf/tokenizer.json" --out "$S/converted" --p 4 --eps 1e-3 \
     --range-alpha "${SMOLLM2_ALPHA:-1e-8}" --steps "${SMOLLM2_STEPS:-184}" \
     --segment "${SMOLLM2_SEGMENT:-46}" --batch 4 --seq 128 --lr 3e-4 --eval-windows 32
+  # Per-layer SiLU degrees (31 up to 255) to a minimax error of 1e-4, the reciprocal's upper
+  # end at its bound 1 + eps/c^p, and the ablation rows (one class of ops approximated).
   MIMALLOC_PURGE_DELAY=-1 nice -n 10 "$BIN" polyfit --model "$S/converted/checkpoint" \
-    --data "$S/converted/data" --original "$S/smollm2-hf" --out "$S/poly" \
-    --degrees "${SMOLLM2_DEGREES:-7,15,31}" --calib-windows "${SMOLLM2_CALIB:-128}" \
+    --data "$S/converted/data" --original "$S/smollm2-hf" --out "$S/poly-fixed" \
+    --degrees "${SMOLLM2_DEGREES:-31}" --act-target-err "${SMOLLM2_ACT_ERR:-1e-4}" \
+    --recip-to-bound --ablation --calib-windows "${SMOLLM2_CALIB:-128}" \
     --eval-windows "${SMOLLM2_EVAL:-16}" --choice-items "${SMOLLM2_ITEMS:-80}"
-  echo "SmolLM2 tables: $S/converted/conversion.json, $S/poly/quality.md"
+  echo "SmolLM2 tables: $S/converted/conversion.json, $S/poly-fixed/quality.md"
 fi

@@ -8,7 +8,8 @@
 //! output is the logits of the requested positions. Every approximation choice is a
 //! [`PolySpec`]. In [`Mode::Polynomial`] every non-polynomial op is replaced as below; in
 //! [`Mode::Exact`] the same code runs with the true `1/sqrt`, `1/x` and activation (the
-//! unapproximated twin). Per decoder block `i`, with `ls = spec.layers[i]`:
+//! unapproximated twin); [`Mode::Only`] approximates only the classes it names (ablation: what
+//! each class costs alone). Per decoder block `i`, with `ls = spec.layers[i]`:
 //!
 //! 1. `ln1 = Norm(x; ls.norm1)`, where LayerNorm is `mu = mean(x)`, `d = x - mu`,
 //!    `var = mean(d*d)`, `r = InvSqrt(var + eps)`, `y = d*r*gamma + beta`, and RMSNorm is
@@ -35,7 +36,10 @@
 //! After the last block: the final norm (`spec.final_norm`) on the requested positions, then
 //! the LM head (no bias). Every input of `InvSqrt`, `Reciprocal` and `Act`, and every scaled
 //! score `z` (against `[-1, 1]`), is tallied per layer and op in [`OutOfRange`]; outside its
-//! interval the polynomial is evaluated anyway, as the circuit would.
+//! interval the polynomial is evaluated anyway, as the circuit would. Each position is also
+//! tallied at the first site where one of its inputs fell outside
+//! ([`OutOfRange::first_outside`]): a position that goes wrong early feeds garbage keys and
+//! values to every later query, so the first sites say where a failure starts.
 
 mod calibrate;
 mod choice;
