@@ -56,6 +56,10 @@ pub struct BenchSoftmaxArgs {
     /// whole rows per ciphertext, a division per ciphertext); encrypted runs use the first.
     #[arg(long, value_delimiter = ',', default_values_t = vec!["diagonal".to_string(), "rows".to_string()])]
     packings: Vec<String>,
+    /// Encrypted runs on the row packing: evaluate only the first K ciphertexts (each does
+    /// the same work on its own) and scale the time by `ciphertexts / K`.
+    #[arg(long)]
+    run_cts: Option<usize>,
 }
 
 /// The packing `name` of `shape` in `slots` slots.
@@ -95,6 +99,21 @@ fn row_error(want: &[Vec<Vec<f64>>], have: &[Vec<Vec<f64>>]) -> f64 {
         }
     }
     worst
+}
+
+/// Simulates the first `k` ciphertexts of a row-packed `circuit`; returns their counts.
+fn simulate_rows(
+    params: &CkksParameters,
+    circuit: &SoftmaxCircuit,
+    xs: &[Vec<f64>],
+) -> anyhow::Result<LevelCounts> {
+    let sim = SimBackend::new(params);
+    let cts = (xs.iter())
+        .map(|x| sim.encrypt(x, INPUT_LEVEL, sim.default_scale()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cs: Vec<_> = cts.iter().enumerate().collect();
+    circuit.evaluate_rows(&sim, &cs, &sim_bootstrap(&sim, INPUT_LEVEL))?;
+    Ok(sim.counter().snapshot_levels())
 }
 
 /// Simulates `circuit`; returns the counts and the output's error against the exact function.
@@ -219,7 +238,21 @@ fn run_encrypted(
     let packing = packing(first, shape, params.max_slots())?;
     let circuit = SoftmaxCircuit::new(variant, packing, SoftmaxConfig::default())?;
     let s = scores(shape, 2.0, tokens as u64);
-    let (counts, _) = simulate(params, &circuit, &s)?;
+    let all = circuit.pack(&s);
+    // A subset of a row packing's ciphertexts, each evaluated on its own.
+    let subset = match (packing, args.run_cts) {
+        (ScorePacking::Rows(_), Some(k)) if k > 0 && k < all.len() => Some(k),
+        (_, Some(k)) => anyhow::bail!(
+            "--run-cts {k}: needs the row packing first in --packings and 0 < K < {}",
+            all.len()
+        ),
+        _ => None,
+    };
+    let xs = all[..subset.unwrap_or(all.len())].to_vec();
+    let counts = match subset {
+        Some(_) => simulate_rows(params, &circuit, &xs)?,
+        None => simulate(params, &circuit, &s)?.0,
+    };
     let t0 = Instant::now();
     let mut kgen = KeyGenerator::seeded(params.ring(), 5);
     let sk = kgen.gen_secret_key();
@@ -241,7 +274,6 @@ fn run_encrypted(
         None => None,
     };
     let (enc, eval) = (Encoder::new(params), Evaluator::new(params, keys));
-    let xs = circuit.pack(&s);
     let cts = (xs.iter())
         .map(|x| {
             let pt = enc.encode(
@@ -270,7 +302,13 @@ fn run_encrypted(
     let load = loadavg();
     let (secs, out) = with_threads(args.threads, || -> anyhow::Result<_> {
         let t = Instant::now();
-        let out = circuit.evaluate(&he, &cts, &refresh)?;
+        let out = match subset {
+            Some(_) => {
+                let cs: Vec<_> = cts.iter().enumerate().collect();
+                circuit.evaluate_rows(&he, &cs, &refresh)?
+            }
+            None => circuit.evaluate(&he, &cts, &refresh)?,
+        };
         Ok((t.elapsed().as_secs_f64(), out))
     })??;
     // A real bootstrap records its inner primitives, not `Bootstrap`: compare without them.
@@ -282,14 +320,25 @@ fn run_encrypted(
         .map(|c| Ok(enc.decode(&Decryptor::new(&sk).decrypt(c)?)?))
         .collect::<anyhow::Result<Vec<Vec<f64>>>>()?
         .concat();
-    let stats = PrecisionStats::from_real(&circuit.eval_f64(&xs).concat(), &have);
+    let twin = circuit.eval_f64(&all);
+    let stats = PrecisionStats::from_real(&twin[..xs.len()].concat(), &have);
     let predicted = CostModel::new(table.clone(), args.threads)
         .and_then(|m| m.predict(&counts))
         .map_or("-".into(), |p| format!("{p}"));
+    let scaled = match subset {
+        Some(k) => format!(
+            " ({k} of {} ciphertexts: x {} = {:.1} s for all)",
+            all.len(),
+            all.len() / k,
+            secs * all.len() as f64 / k as f64
+        ),
+        None => String::new(),
+    };
     println!(
-        "encrypted {}, {} heads x {tokens} tokens, {}T: {secs:.2} s measured \
+        "encrypted {} on {}, {} heads x {tokens} tokens, {}T: {secs:.2} s measured{scaled} \
          (load before {load}, after {}), predicted {predicted}; vs twin: {stats}",
         variant.name(),
+        packing.name(),
         args.heads,
         args.threads,
         loadavg()

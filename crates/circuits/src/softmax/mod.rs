@@ -362,16 +362,42 @@ impl SoftmaxCircuit {
                     .map(|v| be.rescale(&be.mul_relin(v, &r)?))
                     .collect()
             }
-            ScorePacking::Rows(rows) => (xs.iter().enumerate())
-                .map(|(c, x)| {
-                    let dup = be.add(x, &be.rotate(x, rows.copy_rotation())?)?;
-                    let u = self.masked_numerator(be, c, &dup)?;
-                    let den = rotate_and_sum(be, u.clone(), &rows.rotations())?;
-                    let r = self.reciprocal(be, &den, refresh)?;
-                    be.rescale(&be.mul_relin(&u, &r)?)
-                })
-                .collect(),
+            ScorePacking::Rows(_) => {
+                let cs: Vec<(usize, &B::Ct)> = xs.iter().enumerate().collect();
+                self.evaluate_rows(be, &cs, refresh)
+            }
         }
+    }
+
+    /// Row packing only: every step on the ciphertexts `cs` (`(index in the packing,
+    /// ciphertext)`), each on its own (a row-packed ciphertext needs no other one, so a few of
+    /// them measure the cost of all).
+    pub fn evaluate_rows<B: Backend>(
+        &self,
+        be: &B,
+        cs: &[(usize, &B::Ct)],
+        refresh: &dyn Fn(&B::Ct) -> Result<B::Ct>,
+    ) -> Result<Vec<B::Ct>> {
+        let ScorePacking::Rows(rows) = &self.packing else {
+            return Err(CircuitError::Invalid(
+                "evaluate_rows needs the row packing".into(),
+            ));
+        };
+        (cs.iter())
+            .map(|&(c, x)| {
+                if c >= rows.ciphertexts() {
+                    return Err(CircuitError::Invalid(format!(
+                        "ciphertext {c} of a {}-ciphertext packing",
+                        rows.ciphertexts()
+                    )));
+                }
+                let dup = be.add(x, &be.rotate(x, rows.copy_rotation())?)?;
+                let u = self.masked_numerator(be, c, &dup)?;
+                let den = rotate_and_sum(be, u.clone(), &rows.rotations())?;
+                let r = self.reciprocal(be, &den, refresh)?;
+                be.rescale(&be.mul_relin(&u, &r)?)
+            })
+            .collect()
     }
 
     /// Step 4 on summed denominators (Power adds `eps` first).
