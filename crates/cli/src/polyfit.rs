@@ -249,6 +249,9 @@ pub fn run_polyfit(a: &PolyfitArgs) -> anyhow::Result<()> {
     let mut specs = Vec::with_capacity(a.degrees.len());
     for &d in &a.degrees {
         let spec = calibrate(&cs.cfg, &cs.ranges, &options(a, d))?;
+        if let Some(unmet) = spec.notes.get(psf_poly::UNMET_TARGETS) {
+            eprintln!("warning: degree {d}: target relative error not met: {unmet}");
+        }
         spec.to_file(a.out.join(format!("spec-d{d}.json")))?;
         specs.push(spec);
     }

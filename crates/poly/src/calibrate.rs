@@ -310,14 +310,59 @@ pub fn calibrate(
         serde_json::to_string(opts).unwrap_or_default(),
     );
     notes.insert("margins".into(), m.note());
-    Ok(PolySpec {
+    let mut spec = PolySpec {
         p: ps.p,
         eps: ps.eps,
         layers,
         final_norm: inv_sqrt_recipe(positive(ranges.final_norm, m.lo, m.inv)?, opts)?,
         margin: opts.margin,
         notes,
-    })
+    };
+    let unmet = unmet_targets(&spec, opts)?;
+    if !unmet.is_empty() {
+        spec.notes.insert(UNMET_TARGETS.into(), unmet.join("; "));
+    }
+    Ok(spec)
+}
+
+/// The [`PolySpec::notes`] key listing the inverses that miss
+/// [`CalibrationOptions::target_rel_error`] even at [`CalibrationOptions::max_iterations`]
+/// (a first guess too poor for its interval: Newton for `1/sqrt x` stalls when the guess's
+/// relative error nears 1, so more iterations do not help; narrow the interval or raise the
+/// guess degree).
+pub const UNMET_TARGETS: &str = "unmet_targets";
+
+/// Every inverse of `spec` whose relative error on its interval exceeds the target.
+fn unmet_targets(spec: &PolySpec, opts: &CalibrationOptions) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut check = |name: String, r: &InvSqrtRecipe| -> Result<()> {
+        let g = r.first_guess()?;
+        let e = max_rel_error(|x| 1.0 / x.sqrt(), |x| r.eval_with(&g, x), (r.a, r.b));
+        if e > opts.target_rel_error {
+            out.push(format!(
+                "{name}: 1/sqrt x rel. error {e:.1e} after {}",
+                r.iterations
+            ));
+        }
+        Ok(())
+    };
+    for (i, l) in spec.layers.iter().enumerate() {
+        check(format!("layer {i} norm1"), &l.norm1)?;
+        check(format!("layer {i} norm2"), &l.norm2)?;
+    }
+    check("final norm".into(), &spec.final_norm)?;
+    for (i, l) in spec.layers.iter().enumerate() {
+        let r = l.reciprocal;
+        let g = r.first_guess()?;
+        let e = max_rel_error(|x| 1.0 / x, |x| r.eval_with(&g, x), (r.a, r.b));
+        if e > opts.target_rel_error {
+            out.push(format!(
+                "layer {i}: 1/x rel. error {e:.1e} after {}",
+                r.iterations
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// One block's approximations from its ranges.

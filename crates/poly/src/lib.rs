@@ -50,7 +50,9 @@ mod model;
 mod spec;
 mod weights;
 
-pub use calibrate::{CalibrationOptions, LayerRanges, ObservedRanges, OpMargins, Seen, calibrate};
+pub use calibrate::{
+    CalibrationOptions, LayerRanges, ObservedRanges, OpMargins, Seen, UNMET_TARGETS, calibrate,
+};
 pub use choice::{ChoiceItem, ChoiceResult, continuation_task, score_choices, score_choices_from};
 pub use error::{PolyError, Result};
 pub use eval::{

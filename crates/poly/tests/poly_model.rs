@@ -323,6 +323,7 @@ fn per_op_margins_bound_and_per_layer_degrees() {
         },
         ..opts.clone()
     };
+    assert!(!spec.notes.contains_key(psf_poly::UNMET_TARGETS), "{:?}", spec.notes);
     let c = calibrate(&cfg, &ranges, &capped).unwrap();
     let r = c.layers[0].reciprocal;
     assert!((r.b / r.a - 1e3).abs() < 1e-6, "{r:?}");
@@ -331,4 +332,16 @@ fn per_op_margins_bound_and_per_layer_degrees() {
         "{r:?} vs {:?}",
         l.reciprocal
     );
+}
+
+#[test]
+fn unmet_iteration_targets_are_noted() {
+    let cfg = literal(false).try_build().unwrap();
+    let opts = CalibrationOptions {
+        max_iterations: 1,
+        ..Default::default()
+    };
+    let spec = calibrate(&cfg, &synthetic_ranges(), &opts).unwrap();
+    let unmet = &spec.notes[psf_poly::UNMET_TARGETS];
+    assert!(unmet.contains("layer 0: 1/x"), "{unmet}");
 }
