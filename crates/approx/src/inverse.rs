@@ -113,6 +113,20 @@ impl ReciprocalRecipe {
         }
     }
 
+    /// Multiplicative depth of psf-circuits' `Reciprocal` for this recipe (its
+    /// `Circuit::depth`, which psformer's tests compare with this): a polynomial guess maps
+    /// `[a, b]` onto `[-1, 1]` (one level) and takes `ceil(log2(degree + 1))`; Goldschmidt adds
+    /// `iterations + 1`, Newton `2 iterations` (`2 iterations - 1` after a constant guess).
+    pub fn depth(&self) -> usize {
+        let (g, n) = (guess_depth(self.guess_degree), self.iterations);
+        match (self.method, self.guess_degree) {
+            (InverseMethod::Newton, 0) => (2 * n).saturating_sub(1),
+            (InverseMethod::Newton, _) => g + 2 * n,
+            (InverseMethod::Goldschmidt, 0) => n + usize::from(n > 1),
+            (InverseMethod::Goldschmidt, _) => g + if n == 0 { 0 } else { n + 1 },
+        }
+    }
+
     /// The error of the `f64` evaluation against `1/x` on a dense grid of `[a, b]`.
     ///
     /// # Errors
@@ -169,6 +183,16 @@ impl InvSqrtRecipe {
         (0..self.iterations).fold(y0, |y, _| 1.5 * y - 0.5 * (x * y) * (y * y))
     }
 
+    /// Multiplicative depth of psf-circuits' `InvSqrt` for this recipe: the guess as for
+    /// [`ReciprocalRecipe::depth`], then two levels per Newton step (`2 iterations - 1` after
+    /// a constant guess).
+    pub fn depth(&self) -> usize {
+        match self.guess_degree {
+            0 => (2 * self.iterations).saturating_sub(1),
+            d => guess_depth(d) + 2 * self.iterations,
+        }
+    }
+
     /// The error of the `f64` evaluation against `1/sqrt(x)` on a dense grid of `[a, b]`.
     ///
     /// # Errors
@@ -182,6 +206,16 @@ impl InvSqrtRecipe {
             self.guess_degree,
             DEFAULT_GRID,
         ))
+    }
+}
+
+/// Depth of a first guess of `degree` on a positive interval (0 for a constant): one level
+/// for the affine map onto `[-1, 1]`, then `ceil(log2(degree + 1))`.
+fn guess_depth(degree: usize) -> usize {
+    if degree == 0 {
+        0
+    } else {
+        1 + (usize::BITS - degree.leading_zeros()) as usize
     }
 }
 

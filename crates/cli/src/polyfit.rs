@@ -51,6 +51,10 @@ pub struct PolyfitArgs {
     /// Degree of the first guess of 1/x and 1/sqrt(x).
     #[arg(long, default_value_t = 7)]
     pub guess_degree: usize,
+    /// First-guess degrees to choose from for each 1/x and 1/sqrt(x): the shallowest circuit
+    /// (guess depth + iterations) that meets the target (default: `--guess-degree` only).
+    #[arg(long, value_delimiter = ',')]
+    pub guess_degrees: Vec<usize>,
     /// Target relative error of 1/x and 1/sqrt(x) (picks the iteration counts).
     #[arg(long, default_value_t = 1e-4)]
     pub target_rel: f64,
@@ -382,6 +386,7 @@ fn options(a: &PolyfitArgs, degree: usize) -> CalibrationOptions {
         },
         activation_target_error: a.act_target_err,
         activation_max_degree: a.act_max_degree,
+        guess_degree_candidates: a.guess_degrees.clone(),
         activation_degree: degree,
         inv_sqrt_guess_degree: a.guess_degree,
         reciprocal_guess_degree: a.guess_degree,

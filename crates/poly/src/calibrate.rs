@@ -193,6 +193,11 @@ pub struct CalibrationOptions {
     pub target_rel_error: f64,
     /// Upper bound on iterations.
     pub max_iterations: usize,
+    /// First-guess degrees to choose from, per inverse: the one whose circuit is shallowest
+    /// (guess depth plus iterations, [`InvSqrtRecipe::depth`]) while meeting the target.
+    /// Empty: the two degrees above.
+    #[serde(default)]
+    pub guess_degree_candidates: Vec<usize>,
 }
 
 impl Default for CalibrationOptions {
@@ -208,6 +213,7 @@ impl Default for CalibrationOptions {
             reciprocal_method: InverseMethod::Goldschmidt,
             target_rel_error: 1e-4,
             max_iterations: 30,
+            guess_degree_candidates: Vec::new(),
         }
     }
 }
@@ -432,54 +438,81 @@ pub(crate) fn max_rel_error(
         )
 }
 
-/// The fewest iterations (up to the cap) that meet the target with a fixed first guess.
-fn fewest_iterations(err: impl Fn(usize) -> f64, min: usize, opts: &CalibrationOptions) -> usize {
-    (min..=opts.max_iterations.max(min))
+/// The fewest iterations (up to the cap) that meet the target with a fixed first guess, and
+/// whether they do.
+fn fewest_iterations(
+    err: impl Fn(usize) -> f64,
+    min: usize,
+    opts: &CalibrationOptions,
+) -> (usize, bool) {
+    let cap = opts.max_iterations.max(min);
+    (min..=cap)
         .find(|&n| err(n) <= opts.target_rel_error)
-        .unwrap_or(opts.max_iterations.max(min))
+        .map_or((cap, false), |n| (n, true))
+}
+
+/// The candidate first-guess degrees: [`CalibrationOptions::guess_degree_candidates`], or
+/// `configured` alone.
+fn candidates(configured: usize, opts: &CalibrationOptions) -> Vec<usize> {
+    if opts.guess_degree_candidates.is_empty() {
+        vec![configured]
+    } else {
+        opts.guess_degree_candidates.clone()
+    }
+}
+
+/// Of `(recipe, target met, depth)` candidates, the shallowest that meets the target (ties:
+/// the first, i.e. the lowest degree given first), else the first.
+fn shallowest<R: Copy>(found: &[(R, bool, usize)]) -> Option<R> {
+    let ok = found.iter().filter(|f| f.1).min_by_key(|f| f.2);
+    ok.or(found.first()).map(|f| f.0)
 }
 
 fn inv_sqrt_recipe((a, b): (f64, f64), opts: &CalibrationOptions) -> Result<InvSqrtRecipe> {
-    let d = opts.inv_sqrt_guess_degree;
-    let base = InvSqrtRecipe {
-        a,
-        b,
-        guess_degree: d,
-        iterations: usize::from(d == 0),
-    };
-    let g: FirstGuess = base.first_guess()?;
-    let err = |n: usize| {
-        let r = InvSqrtRecipe {
-            iterations: n,
-            ..base
+    let mut found = Vec::new();
+    for d in candidates(opts.inv_sqrt_guess_degree, opts) {
+        let base = InvSqrtRecipe {
+            a,
+            b,
+            guess_degree: d,
+            iterations: usize::from(d == 0),
         };
-        max_rel_error(|x| 1.0 / x.sqrt(), |x| r.eval_with(&g, x), (a, b))
-    };
-    Ok(InvSqrtRecipe {
-        iterations: fewest_iterations(err, base.iterations, opts),
-        ..base
-    })
+        let g: FirstGuess = base.first_guess()?;
+        let err = |n: usize| {
+            let r = InvSqrtRecipe {
+                iterations: n,
+                ..base
+            };
+            max_rel_error(|x| 1.0 / x.sqrt(), |x| r.eval_with(&g, x), (a, b))
+        };
+        let (iterations, met) = fewest_iterations(err, base.iterations, opts);
+        let r = InvSqrtRecipe { iterations, ..base };
+        found.push((r, met, r.depth()));
+    }
+    shallowest(&found).ok_or_else(|| PolyError::InvalidSpec("no guess degree".into()))
 }
 
 fn reciprocal_recipe((a, b): (f64, f64), opts: &CalibrationOptions) -> Result<ReciprocalRecipe> {
-    let d = opts.reciprocal_guess_degree;
-    let base = ReciprocalRecipe {
-        a,
-        b,
-        method: opts.reciprocal_method,
-        guess_degree: d,
-        iterations: usize::from(d == 0),
-    };
-    let g = base.first_guess()?;
-    let err = |n: usize| {
-        let r = ReciprocalRecipe {
-            iterations: n,
-            ..base
+    let mut found = Vec::new();
+    for d in candidates(opts.reciprocal_guess_degree, opts) {
+        let base = ReciprocalRecipe {
+            a,
+            b,
+            method: opts.reciprocal_method,
+            guess_degree: d,
+            iterations: usize::from(d == 0),
         };
-        max_rel_error(|x| 1.0 / x, |x| r.eval_with(&g, x), (a, b))
-    };
-    Ok(ReciprocalRecipe {
-        iterations: fewest_iterations(err, base.iterations, opts),
-        ..base
-    })
+        let g = base.first_guess()?;
+        let err = |n: usize| {
+            let r = ReciprocalRecipe {
+                iterations: n,
+                ..base
+            };
+            max_rel_error(|x| 1.0 / x, |x| r.eval_with(&g, x), (a, b))
+        };
+        let (iterations, met) = fewest_iterations(err, base.iterations, opts);
+        let r = ReciprocalRecipe { iterations, ..base };
+        found.push((r, met, r.depth()));
+    }
+    shallowest(&found).ok_or_else(|| PolyError::InvalidSpec("no guess degree".into()))
 }

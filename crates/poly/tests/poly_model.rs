@@ -323,7 +323,11 @@ fn per_op_margins_bound_and_per_layer_degrees() {
         },
         ..opts.clone()
     };
-    assert!(!spec.notes.contains_key(psf_poly::UNMET_TARGETS), "{:?}", spec.notes);
+    assert!(
+        !spec.notes.contains_key(psf_poly::UNMET_TARGETS),
+        "{:?}",
+        spec.notes
+    );
     let c = calibrate(&cfg, &ranges, &capped).unwrap();
     let r = c.layers[0].reciprocal;
     assert!((r.b / r.a - 1e3).abs() < 1e-6, "{r:?}");
@@ -344,4 +348,40 @@ fn unmet_iteration_targets_are_noted() {
     let spec = calibrate(&cfg, &synthetic_ranges(), &opts).unwrap();
     let unmet = &spec.notes[psf_poly::UNMET_TARGETS];
     assert!(unmet.contains("layer 0: 1/x"), "{unmet}");
+}
+
+#[test]
+fn guess_degree_candidates_pick_the_shallowest_inverse() {
+    let cfg = literal(false).try_build().unwrap();
+    let ranges = synthetic_ranges();
+    let one = calibrate(&cfg, &ranges, &CalibrationOptions::default()).unwrap();
+    let opts = CalibrationOptions {
+        guess_degree_candidates: vec![3, 7, 15, 31],
+        ..Default::default()
+    };
+    let many = calibrate(&cfg, &ranges, &opts).unwrap();
+    assert!(!many.notes.contains_key(psf_poly::UNMET_TARGETS));
+    for (a, b) in one.layers.iter().zip(&many.layers) {
+        assert!(
+            b.norm1.depth() <= a.norm1.depth(),
+            "{:?} vs {:?}",
+            b.norm1,
+            a.norm1
+        );
+        assert!(b.reciprocal.depth() <= a.reciprocal.depth());
+        assert!([3, 7, 15, 31].contains(&b.reciprocal.guess_degree));
+    }
+    // The synthetic reciprocal (ratio ~1e6) is shallower with some other degree than 7.
+    let total = |s: &psf_poly::PolySpec| -> usize {
+        s.layers
+            .iter()
+            .map(|l| l.reciprocal.depth() + l.norm1.depth())
+            .sum()
+    };
+    assert!(
+        total(&many) < total(&one),
+        "{} vs {}",
+        total(&many),
+        total(&one)
+    );
 }

@@ -319,3 +319,44 @@ pub(super) fn markdown(q: &Quality) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use psf_approx::{InvSqrtRecipe, InverseMethod, ReciprocalRecipe};
+    use psf_circuits::Circuit;
+    use psf_circuits::inverse::{InvSqrt, Reciprocal};
+
+    /// psf-approx's depth formulas (which calibration minimizes) are the circuits' depths.
+    #[test]
+    fn recipe_depths_match_the_circuits() {
+        for guess_degree in [0, 1, 2, 3, 7, 8, 15, 31] {
+            for iterations in 0..5 {
+                if guess_degree == 0 && iterations == 0 {
+                    continue;
+                }
+                let s = InvSqrtRecipe {
+                    a: 0.5,
+                    b: 300.0,
+                    guess_degree,
+                    iterations,
+                };
+                assert_eq!(
+                    InvSqrt::from_recipe(&s).unwrap().depth(),
+                    s.depth(),
+                    "{s:?}"
+                );
+                for method in [InverseMethod::Newton, InverseMethod::Goldschmidt] {
+                    let r = ReciprocalRecipe {
+                        a: 1e-3,
+                        b: 2.0,
+                        method,
+                        guess_degree,
+                        iterations,
+                    };
+                    let c = Reciprocal::from_recipe(&r).unwrap();
+                    assert_eq!(c.depth(), r.depth(), "{r:?}");
+                }
+            }
+        }
+    }
+}
