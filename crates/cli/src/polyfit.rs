@@ -17,7 +17,7 @@ use psf_poly::{
 };
 mod report;
 
-use report::{ChoiceSummary, Quality, Row, markdown, row};
+use report::{ChoiceSummary, Quality, Row, first_sites, markdown, row};
 
 /// Arguments of `psformer polyfit`.
 #[derive(Args, Debug)]
@@ -230,6 +230,8 @@ fn choice_row(
         *by_op.entry(format!("{:?}", site.op)).or_default() += n.outside;
     }
     r.choice_outside = Some(by_op.into_iter().collect());
+    r.choice_first_outside = Some(first_sites(&seen));
+    r.choice_positions_outside = Some((seen.positions_outside(), seen.positions));
     r.choice_acc = Some(pc.acc);
     r.choice_agreement_with_exact = Some(pc.agreement(exact));
     Ok(())
@@ -299,8 +301,11 @@ pub fn run_polyfit(a: &PolyfitArgs) -> anyhow::Result<()> {
     // it measured.
     write_quality(a, &q)?;
     if !items.is_empty() {
+        let mut seen = psf_poly::OutOfRange::default();
         let exact_twin = score_choices_from(&items, |x, from| {
-            Ok(poly_logits(&polys[0], x, from, Mode::Exact)?.logits)
+            let f = poly_logits(&polys[0], x, from, Mode::Exact)?;
+            seen.merge(&f.out_of_range);
+            Ok(f.logits)
         })?;
         let ch = ChoiceSummary {
             items: items.len(),
@@ -310,6 +315,8 @@ pub fn run_polyfit(a: &PolyfitArgs) -> anyhow::Result<()> {
             original: cs.original_choice.clone(),
             power: cs.power_choice.clone(),
             exact_twin,
+            exact_first_outside: first_sites(&seen),
+            exact_positions_outside: (seen.positions_outside(), seen.positions),
         };
         q.choice = Some(ch.clone());
         let full = runs

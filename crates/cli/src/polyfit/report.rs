@@ -35,6 +35,9 @@ pub(super) struct Row {
     pub(super) choice_agreement_with_exact: Option<f64>,
     /// Inputs outside their interval while scoring the multiple-choice items, per op.
     pub(super) choice_outside: Option<Vec<(String, u64)>>,
+    /// The items' positions by first site outside, and `(positions outside, positions)`.
+    pub(super) choice_first_outside: Option<Vec<(String, u64)>>,
+    pub(super) choice_positions_outside: Option<(u64, u64)>,
     /// Held-out positions with an input outside its interval (of `positions`).
     pub(super) positions_outside: u64,
     pub(super) positions: u64,
@@ -74,7 +77,7 @@ fn site_rows(o: &psf_poly::OutOfRange, all: bool) -> Vec<SiteRow> {
         .collect()
 }
 
-fn first_sites(o: &psf_poly::OutOfRange) -> Vec<(String, u64)> {
+pub(super) fn first_sites(o: &psf_poly::OutOfRange) -> Vec<(String, u64)> {
     let mut v: Vec<(String, u64)> = o
         .first_outside
         .iter()
@@ -113,6 +116,9 @@ pub(super) struct ChoiceSummary {
     pub(super) original: Option<ChoiceResult>,
     pub(super) power: ChoiceResult,
     pub(super) exact_twin: ChoiceResult,
+    /// The exact twin on the items: positions by first site outside, and `(outside, all)`.
+    pub(super) exact_first_outside: Vec<(String, u64)>,
+    pub(super) exact_positions_outside: (u64, u64),
 }
 
 /// Per block: the depths of the activation, the reciprocal and the deeper of the two norms'
@@ -196,6 +202,8 @@ pub(super) fn row(
         choice_acc: None,
         choice_agreement_with_exact: None,
         choice_outside: None,
+        choice_first_outside: None,
+        choice_positions_outside: None,
         positions_outside: c.out_of_range.positions_outside(),
         positions: c.out_of_range.positions,
         first_outside: first_sites(&c.out_of_range),
@@ -300,24 +308,37 @@ pub(super) fn markdown(q: &Quality) -> String {
     }
     s.push_str("\nWhere positions first went outside (site: positions), per run:\n\n");
     for r in &q.rows {
-        let top: Vec<String> = r
-            .first_outside
-            .iter()
-            .take(6)
-            .map(|(k, n)| format!("{k}: {n}"))
-            .collect();
         s.push_str(&format!(
             "- degree {} ({}): {}\n",
             r.activation_degree,
             r.mode,
-            if top.is_empty() {
-                "none".to_string()
-            } else {
-                top.join(", ")
-            }
+            top_sites(&r.first_outside)
+        ));
+        if let (Some(f), Some((n, all))) = (&r.choice_first_outside, r.choice_positions_outside) {
+            s.push_str(&format!(
+                "  - on the MC items, {n} of {all} positions: {}\n",
+                top_sites(f)
+            ));
+        }
+    }
+    if let Some(c) = ch {
+        let (n, all) = c.exact_positions_outside;
+        s.push_str(&format!(
+            "- exact twin on the MC items, {n} of {all} positions: {}\n",
+            top_sites(&c.exact_first_outside)
         ));
     }
     s
+}
+
+/// The six most frequent first sites, `site: positions`.
+fn top_sites(v: &[(String, u64)]) -> String {
+    let top: Vec<String> = v.iter().take(6).map(|(k, n)| format!("{k}: {n}")).collect();
+    if top.is_empty() {
+        "none".to_string()
+    } else {
+        top.join(", ")
+    }
 }
 
 #[cfg(test)]
