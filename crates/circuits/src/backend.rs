@@ -75,6 +75,34 @@ pub trait Backend: Sync {
     }
 }
 
+/// Smallest period [`HeBackend::encode`] looks for: `2^3` slots, a polynomial of degree 16
+/// in `X^gap` (the smallest strided transform).
+const MIN_LOG_PERIOD: u32 = 3;
+
+/// `log2` of the slot count a backend encodes `values` with, out of `slots`: the smallest
+/// power-of-two period of a full vector (a sparse packing), else `log2 slots`.
+pub(crate) fn encoding_log_period(values: &[f64], slots: usize) -> u32 {
+    match values.len() == slots {
+        true => period_log2(values, MIN_LOG_PERIOD),
+        false => slots.trailing_zeros(),
+    }
+}
+
+/// `log2` of the smallest power-of-two period (at least `2^min_log`) of `v` (a power-of-two
+/// length): halves the period while both halves agree.
+fn period_log2(v: &[f64], min_log: u32) -> u32 {
+    let mut log = v.len().trailing_zeros();
+    while log > min_log {
+        let half = 1usize << (log - 1);
+        let periodic = (half..v.len()).all(|i| v[i].to_bits() == v[i % half].to_bits());
+        if !periodic {
+            break;
+        }
+        log -= 1;
+    }
+    log
+}
+
 /// The real CKKS evaluator with its encoder.
 pub struct HeBackend<'a> {
     params: &'a CkksParameters,
@@ -126,11 +154,25 @@ impl Backend for HeBackend<'_> {
         ct.meta.scale.0
     }
 
+    /// A vector that repeats with a power-of-two period is encoded as that sparse packing
+    /// (the same polynomial, transformed at a fraction of the degree: the replicated
+    /// plaintexts of decoding steps and masks).
     fn encode(&self, values: &[f64], level: usize, scale: f64) -> Result<Plaintext> {
-        self.eval.counter().record_at(Primitive::Encode, level);
-        Ok(self
-            .encoder
-            .encode(values, self.params.max_log_slots(), level, Scale(scale))?)
+        let full = self.params.max_log_slots();
+        let log_period = encoding_log_period(values, 1 << full);
+        let kind = match log_period < full {
+            true => Primitive::EncodeSparse,
+            false => Primitive::Encode,
+        };
+        self.eval.counter().record_at(kind, level);
+        let mut pt = self.encoder.encode(
+            &values[..values.len().min(1 << log_period)],
+            log_period,
+            level,
+            Scale(scale),
+        )?;
+        pt.meta.log_slots = full;
+        Ok(pt)
     }
 
     fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
@@ -204,5 +246,23 @@ impl Backend for HeBackend<'_> {
 
     fn level_counts(&self) -> Option<LevelCounts> {
         Some(self.eval.counter().snapshot_levels())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_are_found_from_the_largest_down() {
+        let v: Vec<f64> = (0..64).map(|i| (i % 8) as f64).collect();
+        assert_eq!(period_log2(&v, 3), 3);
+        assert_eq!(period_log2(&v, 4), 4);
+        let mut w = v.clone();
+        w[63] = -1.0;
+        assert_eq!(period_log2(&w, 3), 6);
+        let block: Vec<f64> = (0..64).map(|i| (i / 8) as f64).collect();
+        assert_eq!(period_log2(&block, 3), 6);
+        assert_eq!(period_log2(&[0.0; 64], 3), 3);
     }
 }

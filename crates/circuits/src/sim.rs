@@ -285,8 +285,16 @@ impl Backend for SimBackend {
         ct.scale
     }
 
+    /// Records [`Primitive::EncodeSparse`] for a vector the real backend encodes as a sparse
+    /// packing (a power-of-two period), else [`Primitive::Encode`].
     fn encode(&self, values: &[f64], level: usize, scale: f64) -> Result<SimPlaintext> {
-        self.counter.record_at(Primitive::Encode, level);
+        let slots = self.slots();
+        let kind = match crate::backend::encoding_log_period(values, slots) < slots.trailing_zeros()
+        {
+            true => Primitive::EncodeSparse,
+            false => Primitive::Encode,
+        };
+        self.counter.record_at(kind, level);
         let mut values = self.padded(values, level, scale)?;
         self.add_noise(&mut values, scale, |m| m.encode);
         Ok(SimPlaintext {

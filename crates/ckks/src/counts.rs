@@ -41,11 +41,14 @@ pub enum Primitive {
     Encode,
     /// Bootstrapping.
     Bootstrap,
+    /// Plaintext encoding of a sparse packing (a vector repeating with a power-of-two period:
+    /// a polynomial in `X^gap`, transformed at degree `N / gap`).
+    EncodeSparse,
 }
 
 impl Primitive {
     /// Every primitive, in display order.
-    pub const ALL: [Primitive; 12] = [
+    pub const ALL: [Primitive; 13] = [
         Primitive::Add,
         Primitive::PtMul,
         Primitive::ConstMul,
@@ -58,6 +61,7 @@ impl Primitive {
         Primitive::DropLevel,
         Primitive::Encode,
         Primitive::Bootstrap,
+        Primitive::EncodeSparse,
     ];
 }
 
@@ -68,7 +72,7 @@ impl Primitive {
 /// [`LevelCounts::unleveled`] and a cost model can refuse them.
 #[derive(Debug, Default)]
 pub struct OpCounter {
-    totals: [AtomicU64; 12],
+    totals: [AtomicU64; 13],
     levels: Mutex<BTreeMap<(Primitive, usize), u64>>,
 }
 
@@ -128,7 +132,7 @@ impl OpCounter {
 
 /// A snapshot of primitive counts (totals over all levels).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct OpCounts(pub [u64; 12]);
+pub struct OpCounts(pub [u64; 13]);
 
 impl OpCounts {
     /// The count of `p`.

@@ -28,10 +28,17 @@ pub(crate) fn scaled_integer(value: f64, scale: Scale) -> Result<i128> {
 }
 
 /// Encodes and decodes slot vectors for one parameter set (any power-of-two slot count).
+/// A sparse packing (`2^log_slots` slots below the maximum, i.e. a polynomial in `X^gap`)
+/// is transformed at degree `N / gap` and spread ([`psf_math::NttPlan::forward_strided`]).
 pub struct Encoder {
     params: CkksParameters,
     ffts: Mutex<HashMap<u32, Arc<SpecialFft>>>,
+    strided: Mutex<HashMap<usize, Arc<Vec<psf_math::NttPlan>>>>,
 }
+
+/// Sparse packings transform at degree `N / gap` when it is at least this (the smallest
+/// supported NTT degree).
+const MIN_STRIDED_DEGREE: usize = 1 << psf_math::MIN_LOG_N;
 
 impl Encoder {
     /// Encoder for `params`.
@@ -39,7 +46,24 @@ impl Encoder {
         Self {
             params: params.clone(),
             ffts: Mutex::new(HashMap::new()),
+            strided: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The plans of the transform of polynomials in `X^gap`, one per prime of `Q`.
+    fn strided_plans(&self, gap: usize) -> Result<Arc<Vec<psf_math::NttPlan>>> {
+        let mut cache = self.strided.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = cache.get(&gap) {
+            return Ok(p.clone());
+        }
+        let q = self.params.ring().q();
+        let plans = (0..q.len())
+            .map(|i| q.plan(i).strided_plan(gap))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(psf_rlwe::RlweError::from)?;
+        let plans = Arc::new(plans);
+        cache.insert(gap, plans.clone());
+        Ok(plans)
     }
 
     /// The parameters.
@@ -111,25 +135,46 @@ impl Encoder {
     ) -> Result<Plaintext> {
         let ring = self.params.ring();
         ring.check_level(level)?;
-        let q = ring.q();
-        let mut ints = Vec::with_capacity(coeffs.len());
-        for &c in coeffs {
-            ints.push(scaled_integer(c, scale)?);
-        }
-        let mut poly = RnsPoly::zero(ring.n(), level + 1, Repr::Coeff);
+        let (q, n) = (ring.q(), ring.n());
+        // A sparse packing is a polynomial in X^gap: only every gap-th coefficient is scaled
+        // and transformed (at degree n / gap).
+        let gap = n >> (log_slots + 1).min(ring.log_n());
+        let sparse = gap > 1
+            && n / gap >= MIN_STRIDED_DEGREE
+            && (coeffs.iter().enumerate()).all(|(i, &c)| c == 0.0 || i % gap == 0);
+        let step = if sparse { gap } else { 1 };
+        let ints = (coeffs.iter().step_by(step))
+            .map(|&c| scaled_integer(c, scale))
+            .collect::<Result<Vec<i128>>>()?;
         let small = ints.iter().all(|x| x.unsigned_abs() < 1 << 62);
-        let n = ring.n();
+        let reduce = |m: &psf_math::Modulus, x: i128| {
+            if small {
+                m.from_i64(x as i64)
+            } else {
+                m.from_i128(x)
+            }
+        };
+        if sparse {
+            let plans = self.strided_plans(gap)?;
+            let mut poly = RnsPoly::zero(n, level + 1, Repr::Eval);
+            poly.data_mut()
+                .par_chunks_exact_mut(n)
+                .enumerate()
+                .for_each(|(i, limb)| {
+                    let m = q.modulus(i);
+                    let mut a: Vec<u64> = ints.iter().map(|&x| reduce(m, x)).collect();
+                    q.plan(i).forward_strided(&plans[i], &mut a, limb);
+                });
+            return Ok(Plaintext::new(ring, poly, MetaData { scale, log_slots })?);
+        }
+        let mut poly = RnsPoly::zero(n, level + 1, Repr::Coeff);
         poly.data_mut()
             .par_chunks_exact_mut(n)
             .enumerate()
             .for_each(|(i, limb)| {
                 let m = q.modulus(i);
                 for (d, &x) in limb.iter_mut().zip(&ints) {
-                    *d = if small {
-                        m.from_i64(x as i64)
-                    } else {
-                        m.from_i128(x)
-                    };
+                    *d = reduce(m, x);
                 }
             });
         q.ntt(&mut poly);
@@ -173,5 +218,55 @@ impl Encoder {
         let mut values = vec![0.0; fft.slots()];
         fft.real_slots_from_coeffs(&coeffs, &mut values);
         Ok(values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sets;
+
+    /// A sparse packing takes the strided transform: its plaintext is bit for bit the one the
+    /// full transform gives for the same coefficients, and it decodes to its values.
+    #[test]
+    fn sparse_packings_encode_like_the_full_transform() {
+        let params = sets::insecure_n12().try_build().unwrap();
+        let enc = Encoder::new(&params);
+        let (n, scale, level) = (params.ring().n(), params.default_scale(), 2);
+        for log_slots in [3u32, 5, 9] {
+            let slots = 1usize << log_slots;
+            let x: Vec<f64> = (0..slots)
+                .map(|i| ((i * 37) % 11) as f64 / 7.0 - 0.7)
+                .collect();
+            let pt = enc.encode(&x, log_slots, level, scale).unwrap();
+            let mut coeffs = vec![0.0; n];
+            let mut padded = x.clone();
+            padded.resize(slots, 0.0);
+            enc.fft(log_slots)
+                .unwrap()
+                .coeffs_from_real_slots(&padded, &mut coeffs);
+            let q = params.ring().q();
+            let mut dense = RnsPoly::zero(n, level + 1, Repr::Coeff);
+            for (i, limb) in dense.data_mut().chunks_exact_mut(n).enumerate() {
+                for (d, &c) in limb.iter_mut().zip(&coeffs) {
+                    *d = q.modulus(i).from_i128(scaled_integer(c, scale).unwrap());
+                }
+            }
+            q.ntt(&mut dense);
+            let gap = n / (2 * slots);
+            assert_eq!(pt.poly.repr(), Repr::Eval);
+            // 2^3 slots give a degree-16 polynomial in X^gap: the smallest strided transform.
+            assert!(n / gap >= MIN_STRIDED_DEGREE, "{log_slots}");
+            assert_eq!(pt.poly.data(), dense.data(), "log_slots {log_slots}");
+            let taken = enc.strided.lock().unwrap().contains_key(&gap);
+            assert!(
+                taken,
+                "log_slots {log_slots}: the strided path was not taken"
+            );
+            let back = enc.decode(&pt).unwrap();
+            for (a, b) in x.iter().zip(&back) {
+                assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+            }
+        }
     }
 }

@@ -153,6 +153,47 @@ impl NttPlan {
         }
     }
 
+    /// The plan of the transform of polynomials in `X^gap`: degree `n / gap` at the root
+    /// `psi^gap` (Harvey backend), for [`Self::forward_strided`].
+    ///
+    /// # Errors
+    /// `gap` not a power of two, or `n / gap` below the smallest supported degree.
+    pub fn strided_plan(&self, gap: usize) -> Result<NttPlan> {
+        let small = self.n / gap.max(1);
+        let log = small.trailing_zeros();
+        if !gap.is_power_of_two() || gap > self.n || !(MIN_LOG_N..=MAX_LOG_N).contains(&log) {
+            return Err(MathError::UnsupportedDegree {
+                n: small,
+                min_log: MIN_LOG_N,
+                max_log: MAX_LOG_N,
+            });
+        }
+        let psi = self.modulus.pow(self.psi, gap as u64);
+        Ok(Self {
+            n: small,
+            modulus: self.modulus,
+            psi,
+            harvey: HarveyTables::new(small, &self.modulus, psi)?,
+            tfhe: None,
+            backend: NttBackend::Harvey,
+        })
+    }
+
+    /// The forward transform of `p(X) = a(X^gap)` (degree `N`, `gap = N / a.len()`) from `a`
+    /// (in `[0, q)`, transformed in place by `small`, the plan of [`Self::strided_plan`]),
+    /// written to `out` (`N` values): `p(psi^(2 bitrev(k) + 1)) = a(psi_small^(2 bitrev'(k / gap)
+    /// + 1))`, so each of `a`'s transform values fills `gap` consecutive outputs. Costs a
+    /// transform of degree `N / gap` and `N` writes instead of a transform of degree `N`.
+    pub fn forward_strided(&self, small: &NttPlan, a: &mut [u64], out: &mut [u64]) {
+        debug_assert_eq!(out.len(), self.n);
+        debug_assert_eq!(a.len(), small.n);
+        small.forward(a);
+        let gap = self.n / small.n;
+        for (chunk, &v) in out.chunks_exact_mut(gap).zip(a.iter()) {
+            chunk.fill(v);
+        }
+    }
+
     /// The exponent `e_k` with `forward(a)[k] = a(psi^e_k)`, `e_k = 2 * bitrev(k) + 1`.
     pub fn evaluation_exponent(&self, k: usize) -> usize {
         2 * bit_reverse(k, self.n.trailing_zeros()) + 1
@@ -279,6 +320,39 @@ mod tests {
             NttPlan::with_backend(n, q, NttBackend::Tfhe).unwrap(),
             NttPlan::with_backend(n, q, NttBackend::Harvey).unwrap(),
         )
+    }
+
+    /// The strided transform of a polynomial in `X^gap` equals the full transform, on both
+    /// backends' root.
+    #[test]
+    fn strided_transform_equals_the_full_one() {
+        for (log_n, gap) in [(10usize, 4usize), (12, 64), (12, 256), (8, 16)] {
+            let n = 1 << log_n;
+            let (t, h) = plans(n, 55);
+            let q = t.modulus().value();
+            let mut s = 7u64;
+            let small: Vec<u64> = (0..n / gap)
+                .map(|_| {
+                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (s >> 8) % q
+                })
+                .collect();
+            let mut full = vec![0u64; n];
+            for (i, &c) in small.iter().enumerate() {
+                full[i * gap] = c;
+            }
+            for plan in [&t, &h] {
+                let mut want = full.clone();
+                plan.forward(&mut want);
+                let sub = plan.strided_plan(gap).unwrap();
+                let (mut a, mut have) = (small.clone(), vec![0u64; n]);
+                plan.forward_strided(&sub, &mut a, &mut have);
+                assert_eq!(want, have, "N = {n}, gap {gap}");
+            }
+        }
+        let (t, _) = plans(64, 50);
+        assert!(t.strided_plan(3).is_err());
+        assert!(t.strided_plan(16).is_err()); // degree 4 < the smallest supported
     }
 
     proptest! {

@@ -110,6 +110,11 @@ struct Bench {
 
 const HOISTED: [i64; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
 
+/// Slots (`log2`) of the sparse packing [`Primitive::EncodeSparse`] is measured with: `2^9`,
+/// a decoding step's period for a model of width 512 (the cost hardly depends on it: the
+/// transform at degree `2^10` is small next to spreading it over `N` values per limb).
+const SPARSE_LOG_SLOTS: u32 = 9;
+
 impl Bench {
     fn new(params: &CkksParameters, seed: u64) -> Result<Self> {
         let mut kgen = KeyGenerator::seeded(params.ring(), seed);
@@ -139,6 +144,15 @@ impl Bench {
             .encode(&self.x, p.max_log_slots(), level, p.default_scale())?)
     }
 
+    /// A sparse packing of [`SPARSE_LOG_SLOTS`] slots (a decoding step's replicated values).
+    fn encode_sparse(&self, level: usize) -> Result<psf_ckks::Plaintext> {
+        let p = &self.params;
+        let log = SPARSE_LOG_SLOTS.min(p.max_log_slots());
+        Ok(self
+            .enc
+            .encode(&self.x[..1 << log], log, level, p.default_scale())?)
+    }
+
     /// Every primitive at `level` as `(primitive, (median, min, max))`.
     fn level(&mut self, level: usize, reps: usize) -> Result<Vec<(Primitive, Stats)>> {
         let ct = self.encrypt(level)?;
@@ -147,6 +161,10 @@ impl Bench {
         let ct2 = eval.mul_new(&ct, &ct)?;
         let mut out = vec![
             (Primitive::Encode, time(reps, || self.encode(level))?),
+            (
+                Primitive::EncodeSparse,
+                time(reps, || self.encode_sparse(level))?,
+            ),
             (Primitive::Add, time(reps, || Ok(eval.add_new(&ct, &ct)?))?),
             (
                 Primitive::PtMul,

@@ -115,12 +115,18 @@ impl CostTable {
         self.curves.push(curve);
     }
 
-    /// The latency in ms of `p` at `level` with `threads`.
+    /// The latency in ms of `p` at `level` with `threads`. Tables measured before
+    /// [`Primitive::EncodeSparse`] existed price it as a dense [`Primitive::Encode`] (an upper
+    /// bound).
     ///
     /// # Errors
     /// [`CircuitError::NoCost`] when the table has no curve for `p` at `threads` or `level` lies
     /// outside its measured range.
     pub fn ms(&self, p: Primitive, level: usize, threads: usize) -> Result<f64> {
+        let p = match (p, self.curve(p, threads)) {
+            (Primitive::EncodeSparse, None) => Primitive::Encode,
+            _ => p,
+        };
         self.curve(p, threads)
             .and_then(|c| c.ms_at(level))
             .ok_or_else(|| CircuitError::NoCost {
