@@ -287,6 +287,7 @@ pub fn run_polyfit(a: &PolyfitArgs) -> anyhow::Result<()> {
         margin: a.margin,
         margins: specs[0].notes.get("margins").cloned(),
         guess_degree: a.guess_degree,
+        guess_degrees: a.guess_degrees.clone(),
         target_rel: a.target_rel,
         original_ppl: cs.original_ppl,
         power_ppl: cs.power_ppl,

@@ -99,6 +99,8 @@ pub(super) struct Quality {
     /// The per-op margins the specs were calibrated with (their `notes`).
     pub(super) margins: Option<String>,
     pub(super) guess_degree: usize,
+    /// The candidate guess degrees (`--guess-degrees`; empty: `guess_degree` only).
+    pub(super) guess_degrees: Vec<usize>,
     pub(super) target_rel: f64,
     pub(super) original_ppl: Option<Ppl>,
     pub(super) power_ppl: Ppl,
@@ -241,7 +243,11 @@ pub(super) fn markdown(q: &Quality) -> String {
         q.seq,
         q.calib_tokens,
         q.margins.clone().unwrap_or_else(|| q.margin.to_string()),
-        q.guess_degree,
+        if q.guess_degrees.is_empty() {
+            q.guess_degree.to_string()
+        } else {
+            format!("{:?} (the shallowest circuit per inverse)", q.guess_degrees)
+        },
         q.target_rel
     );
     if let Some(c) = ch {
