@@ -75,8 +75,9 @@ pub struct PolyfitArgs {
     /// Margin of the activation's interval (`[lo - m w, hi + m w]`, `w = hi - lo`).
     #[arg(long)]
     pub margin_act: Option<f64>,
-    /// Raise 1/x's upper end to `1 + eps/c^p`, the largest denominator while every scaled
-    /// score lies in [-1, 1] (about log2 of the factor in extra iterations).
+    /// Widen 1/x's interval to at least [eps/c^p, 1 + eps/c^p]: the smallest denominator
+    /// possible and the largest while every scaled score lies in [-1, 1] (about log2 of the
+    /// widening in extra iterations).
     #[arg(long)]
     pub recip_to_bound: bool,
     /// Raise 1/x's lower end so that its interval spans at most this ratio (fewer

@@ -145,9 +145,10 @@ pub struct OpMargins {
     /// The activation's interval: `[lo - m w, hi + m w]`, `w = hi - lo`.
     #[serde(default)]
     pub activation: Option<f64>,
-    /// Raise the reciprocal's upper end to at least `1 + eps / c^p`, the largest
-    /// denominator any query can have while every `|s / c| <= 1` (a mean of `(s/c)^p <= 1`):
-    /// then only scores beyond `c` can push it past its interval.
+    /// Widen the reciprocal's interval to at least `[eps / c^p, 1 + eps / c^p]`: the smallest
+    /// denominator any query can have (all scores 0) and the largest while every
+    /// `|s / c| <= 1` (a mean of `(s/c)^p <= 1`). Then only scores beyond `c` can push it
+    /// past its interval.
     #[serde(default)]
     pub reciprocal_to_bound: bool,
     /// Raise the reciprocal's lower end to `b / r` when its interval is wider than this ratio
@@ -268,7 +269,7 @@ impl Margins {
 
     fn note(&self) -> String {
         let bound = if self.to_bound {
-            " (at least 1 + eps/c^p)"
+            " (interval at least [eps/c^p, 1 + eps/c^p])"
         } else {
             ""
         };
@@ -387,7 +388,7 @@ fn layer_spec(
     };
     let mut rec = positive(den, m.lo, m.rec)?;
     if m.to_bound {
-        rec.1 = rec.1.max(1.0 + eps / cp);
+        rec = (rec.0.min(eps / cp), rec.1.max(1.0 + eps / cp));
     }
     if let Some(r) = m.max_ratio.filter(|r| *r > 1.0) {
         rec.0 = rec.0.max(rec.1 / r);

@@ -302,6 +302,8 @@ fn per_op_margins_bound_and_per_layer_degrees() {
     let eps_c = 1e-3 / 12f64.powi(4);
     // The upper end is the bound 1 + eps/c^p (the calibrated 900/c^4 = 0.043 is below it).
     assert!((l.reciprocal.b - (1.0 + eps_c)).abs() < 1e-12);
+    // The lower end is at most eps/c^p (here the calibrated 1e-3/c^4/1.1 is already below).
+    assert!(l.reciprocal.a <= eps_c);
     assert!(l.reciprocal.iterations > base.layers[0].reciprocal.iterations);
     assert_eq!(l.activation.interval(), (-4.0, 4.0));
     // The narrow layer keeps degree 15; the wide one climbs the ladder to meet the target.
