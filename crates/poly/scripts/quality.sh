@@ -48,14 +48,16 @@ if [ "${SMOLLM2:-0}" = 1 ]; then
     --range-alpha "${SMOLLM2_ALPHA:-1e-8}" --steps "${SMOLLM2_STEPS:-184}" \
     --segment "${SMOLLM2_SEGMENT:-46}" --batch 4 --seq 128 --lr 3e-4 --eval-windows 32
   # Per-layer SiLU degrees (31 up to 255) to a minimax error of 1e-4, the reciprocal's upper
-  # end at its bound 1 + eps/c^p, the 1/sqrt x upper ends x2, the SiLU intervals widened by
-  # 25 %, each inverse's first-guess degree chosen by circuit depth, and the ablation rows
-  # (one class of ops approximated). QUALITY.md's poly-final2 (same options, ranges reused).
+  # interval at its bounds [eps/c^p, 1 + eps/c^p], the 1/sqrt x upper ends x2 and lower ends
+  # /1.5, the SiLU intervals widened by 25 %, each inverse's first-guess degree chosen by
+  # circuit depth, and the ablation rows (one class of ops approximated). QUALITY.md's
+  # poly-final3 (same options, ranges reused).
   MIMALLOC_PURGE_DELAY=-1 nice -n 10 "$BIN" polyfit --model "$S/converted/checkpoint" \
-    --data "$S/converted/data" --original "$S/smollm2-hf" --out "$S/poly-final2" \
+    --data "$S/converted/data" --original "$S/smollm2-hf" --out "$S/poly-final3" \
     --degrees "${SMOLLM2_DEGREES:-31}" --act-target-err "${SMOLLM2_ACT_ERR:-1e-4}" \
-    --recip-to-bound --margin-inv-sqrt 1 --margin-act 0.25 --guess-degrees 3,7,15,31 \
+    --recip-to-bound --margin 0.5 --margin-c 0.1 --margin-recip 0.1 --margin-inv-sqrt 1 \
+    --margin-act 0.25 --guess-degrees 3,7,15,31 \
     --ablation --calib-windows "${SMOLLM2_CALIB:-128}" \
     --eval-windows "${SMOLLM2_EVAL:-16}" --choice-items "${SMOLLM2_ITEMS:-80}"
-  echo "SmolLM2 tables: $S/converted/conversion.json, $S/poly-final2/quality.md"
+  echo "SmolLM2 tables: $S/converted/conversion.json, $S/poly-final3/quality.md"
 fi
