@@ -320,8 +320,17 @@ fn run_encrypted(
         .map(|c| Ok(enc.decode(&Decryptor::new(&sk).decrypt(c)?)?))
         .collect::<anyhow::Result<Vec<Vec<f64>>>>()?
         .concat();
+    // Precision over the weights the packing reads (not masked or copy-half slots).
     let twin = circuit.eval_f64(&all);
-    let stats = PrecisionStats::from_real(&twin[..xs.len()].concat(), &have);
+    let slots = params.max_slots();
+    let read: Vec<(f64, f64)> = (twin[..xs.len()].concat().into_iter())
+        .zip(have)
+        .enumerate()
+        .filter(|(i, _)| packing.is_read(i / slots, i % slots))
+        .map(|(_, p)| p)
+        .collect();
+    let (want, have): (Vec<f64>, Vec<f64>) = read.into_iter().unzip();
+    let stats = PrecisionStats::from_real(&want, &have);
     let predicted = CostModel::new(table.clone(), args.threads)
         .and_then(|m| m.predict(&counts))
         .map_or("-".into(), |p| format!("{p}"));
@@ -336,7 +345,7 @@ fn run_encrypted(
     };
     println!(
         "encrypted {} on {}, {} heads x {tokens} tokens, {}T: {secs:.2} s measured{scaled} \
-         (load before {load}, after {}), predicted {predicted}; vs twin: {stats}",
+         (load before {load}, after {}), predicted {predicted}; vs twin (weights read): {stats}",
         variant.name(),
         packing.name(),
         args.heads,

@@ -305,6 +305,15 @@ impl ScorePacking {
         }
     }
 
+    /// Whether slot `slot` of ciphertext `c` holds a weight that [`Self::unpack`] reads (a
+    /// visible score; for rows, in the row's first half).
+    pub fn is_read(&self, c: usize, slot: usize) -> bool {
+        match self {
+            Self::Diagonal(p) => p.locate(c, slot).3,
+            Self::Rows(p) => matches!(p.locate(c, slot), (_, _, _, true, true)),
+        }
+    }
+
     /// A short name.
     pub fn name(&self) -> &'static str {
         match self {
