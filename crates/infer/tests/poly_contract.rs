@@ -1,7 +1,8 @@
 //! The compiled circuit against `psf_poly::PolyModel` itself: a tiny random NeoX model from
-//! psf-model, its calibrated `PolySpec`, the PolyModel in polynomial mode; the circuit's `f64`
-//! twin and its simulated run (exact levels, scales, bootstrap placement) reproduce the
-//! PolyModel's logits.
+//! psf-model, its calibrated `PolySpec` (default options, and the options of the SmolLM2 fit:
+//! per-layer activation degrees, the reciprocal's bound, per-op margins, first guesses chosen
+//! by depth), the PolyModel in polynomial mode; the circuit's `f64` twin and its simulated run
+//! (exact levels, scales, bootstrap placement) reproduce the PolyModel's logits.
 
 mod common;
 
@@ -11,9 +12,11 @@ use psf_infer::runtime::{RunOptions, SimRefresh, run_sim};
 use psf_infer::{CompileOptions, CompiledModel, ModelIr};
 use psf_model::model::var_tensors;
 use psf_model::{Model, ModelConfigLiteral};
-use psf_poly::{CalibrationOptions, Mode, ObservedRanges, PolyModel, PolyWeights, calibrate};
+use psf_poly::{
+    CalibrationOptions, Mode, ObservedRanges, OpMargins, PolyModel, PolyWeights, calibrate,
+};
 
-fn poly_model() -> PolyModel {
+fn poly_model(opts: &CalibrationOptions) -> PolyModel {
     let json = r#"{"model_type":"gpt_neox","vocab_size":64,"hidden_size":32,"num_hidden_layers":2,
         "num_attention_heads":4,"intermediate_size":64,"max_position_embeddings":16,
         "rotary_pct":0.5,"attention_norm":{"kind":"power","p":4,"eps":0.001}}"#;
@@ -24,7 +27,7 @@ fn poly_model() -> PolyModel {
     let weights = PolyWeights::from_tensors(var_tensors(&varmap), cfg.clone()).unwrap();
     let windows: Vec<Vec<u32>> = (0..6).map(|s| ids(16, s * 7 + 1)).collect();
     let ranges = ObservedRanges::record(&model, &cfg, &windows).unwrap();
-    let spec = calibrate(&cfg, &ranges, &CalibrationOptions::default()).unwrap();
+    let spec = calibrate(&cfg, &ranges, opts).unwrap();
     PolyModel::new(weights, spec).unwrap()
 }
 
@@ -36,7 +39,36 @@ fn ids(n: usize, seed: u32) -> Vec<u32> {
 
 #[test]
 fn circuit_reproduces_the_poly_model() {
-    let poly = poly_model();
+    check(&poly_model(&CalibrationOptions::default()));
+}
+
+#[test]
+fn circuit_reproduces_a_poly_model_fitted_with_the_smollm2_options() {
+    let opts = CalibrationOptions {
+        activation_degree: 7,
+        activation_target_error: Some(1e-9),
+        activation_max_degree: 63,
+        margins: OpMargins {
+            reciprocal_to_bound: true,
+            inv_sqrt_hi: Some(1.0),
+            activation: Some(0.25),
+            ..OpMargins::default()
+        },
+        guess_degree_candidates: vec![3, 7, 15],
+        ..CalibrationOptions::default()
+    };
+    let poly = poly_model(&opts);
+    let degrees: Vec<usize> = (poly.spec().layers.iter())
+        .map(|l| l.activation.poly.degree())
+        .collect();
+    assert!(
+        degrees.iter().any(|&d| d > 7),
+        "per-layer degrees {degrees:?}"
+    );
+    check(&poly);
+}
+
+fn check(poly: &PolyModel) {
     let ir = ModelIr::from_poly(&poly).unwrap();
     let (batch, seq_len) = (4, 8);
     let embed = |seed: u32| -> Vec<Vec<Vec<f64>>> {
