@@ -69,7 +69,7 @@ fn circuit_reproduces_a_poly_model_fitted_with_the_smollm2_options() {
 }
 
 fn check(poly: &PolyModel) {
-    let ir = ModelIr::from_poly(&poly).unwrap();
+    let ir = ModelIr::from_poly(poly).unwrap();
     let (batch, seq_len) = (4, 8);
     let embed = |seed: u32| -> Vec<Vec<Vec<f64>>> {
         (0..batch as u32)
