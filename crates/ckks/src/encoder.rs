@@ -154,30 +154,28 @@ impl Encoder {
                 m.from_i128(x)
             }
         };
-        if sparse {
-            let plans = self.strided_plans(gap)?;
-            let mut poly = RnsPoly::zero(n, level + 1, Repr::Eval);
-            poly.data_mut()
-                .par_chunks_exact_mut(n)
-                .enumerate()
-                .for_each(|(i, limb)| {
-                    let m = q.modulus(i);
-                    let mut a: Vec<u64> = ints.iter().map(|&x| reduce(m, x)).collect();
-                    q.plan(i).forward_strided(&plans[i], &mut a, limb);
-                });
-            return Ok(Plaintext::new(ring, poly, MetaData { scale, log_slots })?);
-        }
-        let mut poly = RnsPoly::zero(n, level + 1, Repr::Coeff);
+        // Sparse: each limb's gap-strided coefficients transformed at degree n / gap and
+        // spread; dense: every coefficient reduced, then one NTT of the whole polynomial.
+        let plans = sparse.then(|| self.strided_plans(gap)).transpose()?;
+        let repr = if sparse { Repr::Eval } else { Repr::Coeff };
+        let mut poly = RnsPoly::zero(n, level + 1, repr);
         poly.data_mut()
             .par_chunks_exact_mut(n)
             .enumerate()
             .for_each(|(i, limb)| {
                 let m = q.modulus(i);
-                for (d, &x) in limb.iter_mut().zip(&ints) {
-                    *d = reduce(m, x);
+                let reduced = ints.iter().map(|&x| reduce(m, x));
+                match &plans {
+                    Some(plans) => {
+                        let mut a: Vec<u64> = reduced.collect();
+                        q.plan(i).forward_strided(&plans[i], &mut a, limb);
+                    }
+                    None => limb.iter_mut().zip(reduced).for_each(|(d, v)| *d = v),
                 }
             });
-        q.ntt(&mut poly);
+        if !sparse {
+            q.ntt(&mut poly);
+        }
         Ok(Plaintext::new(ring, poly, MetaData { scale, log_slots })?)
     }
 

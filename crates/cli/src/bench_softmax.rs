@@ -321,9 +321,10 @@ fn run_encrypted(
         .collect::<anyhow::Result<Vec<Vec<f64>>>>()?
         .concat();
     // Precision over the weights the packing reads (not masked or copy-half slots).
-    let twin = circuit.eval_f64(&all);
+    // Row-packed ciphertexts are independent: the twin of the subset is the subset's twin.
+    let twin = circuit.eval_f64(&xs);
     let slots = params.max_slots();
-    let read: Vec<(f64, f64)> = (twin[..xs.len()].concat().into_iter())
+    let read: Vec<(f64, f64)> = (twin.concat().into_iter())
         .zip(have)
         .enumerate()
         .filter(|(i, _)| packing.is_read(i / slots, i % slots))

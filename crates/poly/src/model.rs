@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use psf_approx::FirstGuess;
+use psf_approx::{FirstGuess, InvSqrtRecipe};
 use psf_model::Arch;
 use rayon::prelude::*;
 
@@ -144,14 +144,11 @@ impl PolyModel {
         let rows: Vec<f64> = positions.iter().flat_map(|&p| h.row(p).to_vec()).collect();
         let last = Matrix::new(positions.len(), h.cols, rows)?;
         let fin = self.spec.final_norm;
-        let approx = mode.approximates(PolyOp::FinalNorm);
-        let inv = |v: f64| {
-            if approx {
-                fin.eval_with(&self.final_guess, v)
-            } else {
-                1.0 / v.sqrt()
-            }
-        };
+        let inv = inv_sqrt(
+            mode.approximates(PolyOp::FinalNorm),
+            &fin,
+            &self.final_guess,
+        );
         let site = (cfg.num_layers, PolyOp::FinalNorm);
         let y = norm_rows(
             &last,
@@ -188,20 +185,8 @@ impl PolyModel {
     ) -> Matrix {
         let (ls, g) = (&self.spec.layers[i], &self.guesses[i]);
         let approx = mode.approximates(PolyOp::Norm1);
-        let inv1 = |v: f64| {
-            if approx {
-                ls.norm1.eval_with(&g.norm1, v)
-            } else {
-                1.0 / v.sqrt()
-            }
-        };
-        let inv2 = |v: f64| {
-            if approx {
-                ls.norm2.eval_with(&g.norm2, v)
-            } else {
-                1.0 / v.sqrt()
-            }
-        };
+        let inv1 = inv_sqrt(approx, &ls.norm1, &g.norm1);
+        let inv2 = inv_sqrt(approx, &ls.norm2, &g.norm2);
         let (i1, i2) = ((ls.norm1.a, ls.norm1.b), (ls.norm2.a, ls.norm2.b));
         let ln1 = norm(x, &lw.norm1, inv1, oor, (i, PolyOp::Norm1), i1);
         let attn = self.attention(i, lw, ls, &ln1, mode, oor);
@@ -384,6 +369,21 @@ pub fn int_pow(x: f64, p: u32) -> f64 {
         }
     }
     result
+}
+
+/// `1/sqrt x` as the circuit computes it (`recipe` from `guess`) when `approx`, else exact.
+fn inv_sqrt<'a>(
+    approx: bool,
+    recipe: &'a InvSqrtRecipe,
+    guess: &'a FirstGuess,
+) -> impl Fn(f64) -> f64 + 'a {
+    move |v| {
+        if approx {
+            recipe.eval_with(guess, v)
+        } else {
+            1.0 / v.sqrt()
+        }
+    }
 }
 
 /// LayerNorm (`beta` present) or RMSNorm with `inv` as `1/sqrt(.)`, tallying its input at

@@ -34,7 +34,7 @@ pub mod approx;
 pub mod packing;
 
 pub use approx::{ClassicGoldschmidt, SquareExp, TaylorExp};
-pub use packing::{AttentionShape, DiagonalPacking, RowPacking, ScorePacking};
+pub use packing::{AttentionShape, DiagonalPacking, RowPacking, ScorePacking, Slot};
 
 use crate::inverse::{Method, Reciprocal};
 use crate::{Backend, Circuit, CircuitError, Result};

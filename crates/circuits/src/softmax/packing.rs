@@ -1,7 +1,8 @@
 //! Packings of causal attention scores (`heads` x `tokens` x `tokens`): [`DiagonalPacking`]
 //! (ours: the row sums are additions across ciphertexts, one reciprocal serves all of them)
 //! and [`RowPacking`] (NEXUS's: whole rows per ciphertext, a reciprocal per ciphertext), both
-//! behind [`ScorePacking`].
+//! behind [`ScorePacking`], which packs, unpacks and masks from what each packing says every
+//! slot holds ([`Slot`]).
 //!
 //! **Diagonal packing.**
 //! Generalized diagonal `d` of head `h` holds `s_h[t, (t - d) mod L]` for every query `t`; it
@@ -84,44 +85,12 @@ impl DiagonalPacking {
         (h, t, (t + l - d) % l, t >= d)
     }
 
-    /// Packs `scores[h][t][j]` (only `j <= t` is read; masked slots get `fill`).
-    pub fn pack(&self, scores: &[Vec<Vec<f64>>], fill: f64) -> Vec<Vec<f64>> {
-        (0..self.ciphertexts())
-            .map(|c| {
-                (0..self.slots)
-                    .map(|s| match self.locate(c, s) {
-                        (h, t, j, true) => scores[h][t][j],
-                        _ => fill,
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-
-    /// Unpacks slot vectors into `w[h][t][j]` for `j <= t` (rows of `t + 1` entries).
-    pub fn unpack(&self, cts: &[Vec<f64>]) -> Vec<Vec<Vec<f64>>> {
-        let l = self.shape.tokens;
-        let mut w: Vec<Vec<Vec<f64>>> = (0..self.shape.heads)
-            .map(|_| (0..l).map(|t| vec![0.0; t + 1]).collect())
-            .collect();
-        for (c, v) in cts.iter().enumerate() {
-            for (s, &x) in v.iter().enumerate().take(self.slots) {
-                if let (h, t, j, true) = self.locate(c, s) {
-                    w[h][t][j] = x;
-                }
-            }
+    /// What slot `slot` of ciphertext `c` holds: a visible score, or a masked one.
+    pub fn slot(&self, c: usize, slot: usize) -> Slot {
+        match self.locate(c, slot) {
+            (h, t, j, true) => Slot::Score { h, t, j },
+            _ => Slot::Masked,
         }
-        w
-    }
-
-    /// The plaintext multiplying ciphertext `c`: `weight(t)` on visible slots, 0 elsewhere.
-    pub fn mask(&self, c: usize, weight: impl Fn(usize) -> f64) -> Vec<f64> {
-        (0..self.slots)
-            .map(|s| match self.locate(c, s) {
-                (_, t, _, true) => weight(t),
-                _ => 0.0,
-            })
-            .collect()
     }
 }
 
@@ -191,48 +160,40 @@ impl RowPacking {
         (h, t, j, j <= t, k < l)
     }
 
-    /// Packs `scores[h][t][j]` into the first halves (only `j <= t` is read; masked slots get
-    /// `fill`, the copy halves 0: the circuit adds the rows into them).
-    pub fn pack(&self, scores: &[Vec<Vec<f64>>], fill: f64) -> Vec<Vec<f64>> {
-        (0..self.ciphertexts())
-            .map(|c| {
-                (0..self.slots)
-                    .map(|s| match self.locate(c, s) {
-                        (h, t, j, true, true) => scores[h][t][j],
-                        (_, _, _, _, false) => 0.0,
-                        _ => fill,
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-
-    /// Unpacks the first halves into `w[h][t][j]` for `j <= t`.
-    pub fn unpack(&self, cts: &[Vec<f64>]) -> Vec<Vec<Vec<f64>>> {
-        let l = self.shape.tokens;
-        let mut w: Vec<Vec<Vec<f64>>> = (0..self.shape.heads)
-            .map(|_| (0..l).map(|t| vec![0.0; t + 1]).collect())
-            .collect();
-        for (c, v) in cts.iter().enumerate() {
-            for (s, &x) in v.iter().enumerate().take(self.slots) {
-                if let (h, t, j, true, true) = self.locate(c, s) {
-                    w[h][t][j] = x;
-                }
-            }
+    /// What slot `slot` of ciphertext `c` holds: a visible score of a row's first half, a
+    /// slot of its copy half (the circuit fills it), or a masked score.
+    pub fn slot(&self, c: usize, slot: usize) -> Slot {
+        match self.locate(c, slot) {
+            (h, t, j, true, true) => Slot::Score { h, t, j },
+            (_, t, _, visible, false) => Slot::Copy { t, visible },
+            _ => Slot::Masked,
         }
-        w
     }
+}
 
-    /// The plaintext multiplying ciphertext `c` after the copy: `weight(t)` on visible slots
-    /// of both halves, 0 elsewhere.
-    pub fn mask(&self, c: usize, weight: impl Fn(usize) -> f64) -> Vec<f64> {
-        (0..self.slots)
-            .map(|s| match self.locate(c, s) {
-                (_, t, _, true, _) => weight(t),
-                _ => 0.0,
-            })
-            .collect()
-    }
+/// What one slot of a packed ciphertext holds; packing, unpacking, the masks and the slots
+/// read follow from it ([`ScorePacking`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// The visible score `s_h[t, j]` (`j <= t`): packed, masked with query `t`'s weight, read.
+    Score {
+        /// Head.
+        h: usize,
+        /// Query.
+        t: usize,
+        /// Key.
+        j: usize,
+    },
+    /// A row's copy half (row packing): packed as 0 (the circuit adds the row into it),
+    /// masked with query `t`'s weight where the copied key is visible, never read.
+    Copy {
+        /// Query.
+        t: usize,
+        /// Whether the copied key is visible.
+        visible: bool,
+    },
+    /// A masked (non-causal) score: packed as the fill value, masked to 0, never read.
+    Masked,
 }
 
 /// Where the scores sit: the packing a softmax circuit runs on.
@@ -281,37 +242,60 @@ impl ScorePacking {
         }
     }
 
-    /// Packs `scores[h][t][j]` (masked slots get `fill`).
+    /// What slot `slot` of ciphertext `c` holds.
+    pub fn slot(&self, c: usize, slot: usize) -> Slot {
+        match self {
+            Self::Diagonal(p) => p.slot(c, slot),
+            Self::Rows(p) => p.slot(c, slot),
+        }
+    }
+
+    /// Packs `scores[h][t][j]` (only `j <= t` is read; masked slots get `fill`, copy halves 0).
     pub fn pack(&self, scores: &[Vec<Vec<f64>>], fill: f64) -> Vec<Vec<f64>> {
-        match self {
-            Self::Diagonal(p) => p.pack(scores, fill),
-            Self::Rows(p) => p.pack(scores, fill),
-        }
+        (0..self.ciphertexts())
+            .map(|c| {
+                (0..self.slots())
+                    .map(|s| match self.slot(c, s) {
+                        Slot::Score { h, t, j } => scores[h][t][j],
+                        Slot::Copy { .. } => 0.0,
+                        Slot::Masked => fill,
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
-    /// Unpacks slot vectors into `w[h][t][j]` for `j <= t`.
+    /// Unpacks slot vectors into `w[h][t][j]` for `j <= t` (rows of `t + 1` entries).
     pub fn unpack(&self, cts: &[Vec<f64>]) -> Vec<Vec<Vec<f64>>> {
-        match self {
-            Self::Diagonal(p) => p.unpack(cts),
-            Self::Rows(p) => p.unpack(cts),
+        let (l, heads) = (self.shape().tokens, self.shape().heads);
+        let mut w: Vec<Vec<Vec<f64>>> = (0..heads)
+            .map(|_| (0..l).map(|t| vec![0.0; t + 1]).collect())
+            .collect();
+        for (c, v) in cts.iter().enumerate() {
+            for (s, &x) in v.iter().enumerate().take(self.slots()) {
+                if let Slot::Score { h, t, j } = self.slot(c, s) {
+                    w[h][t][j] = x;
+                }
+            }
         }
+        w
     }
 
-    /// The mask plaintext of ciphertext `c` (`weight(t)` on visible slots).
+    /// The plaintext multiplying ciphertext `c` (after the copy, for rows): `weight(t)` on
+    /// visible slots, 0 elsewhere.
     pub fn mask(&self, c: usize, weight: impl Fn(usize) -> f64) -> Vec<f64> {
-        match self {
-            Self::Diagonal(p) => p.mask(c, weight),
-            Self::Rows(p) => p.mask(c, weight),
-        }
+        (0..self.slots())
+            .map(|s| match self.slot(c, s) {
+                Slot::Score { t, .. } | Slot::Copy { t, visible: true } => weight(t),
+                _ => 0.0,
+            })
+            .collect()
     }
 
     /// Whether slot `slot` of ciphertext `c` holds a weight that [`Self::unpack`] reads (a
     /// visible score; for rows, in the row's first half).
     pub fn is_read(&self, c: usize, slot: usize) -> bool {
-        match self {
-            Self::Diagonal(p) => p.locate(c, slot).3,
-            Self::Rows(p) => matches!(p.locate(c, slot), (_, _, _, true, true)),
-        }
+        matches!(self.slot(c, slot), Slot::Score { .. })
     }
 
     /// A short name.
@@ -334,6 +318,7 @@ mod tests {
             tokens: 8,
         };
         let p = RowPacking::new(shape, 64).unwrap();
+        let sp = ScorePacking::Rows(p);
         assert_eq!((p.rows_per_ct(), p.ciphertexts()), (4, 4));
         assert_eq!(p.rotations(), vec![1, 2, 4]);
         let scores: Vec<Vec<Vec<f64>>> = (0..2)
@@ -343,8 +328,8 @@ mod tests {
                     .collect()
             })
             .collect();
-        let packed = p.pack(&scores, 0.0);
-        let back = p.unpack(&packed);
+        let packed = sp.pack(&scores, 0.0);
+        let back = sp.unpack(&packed);
         for h in 0..2 {
             for t in 0..8 {
                 for j in 0..=t {
@@ -378,6 +363,7 @@ mod tests {
             tokens: 8,
         };
         let p = DiagonalPacking::new(shape, 64).unwrap();
+        let sp = ScorePacking::Diagonal(p);
         assert_eq!((p.diagonals_per_ct(), p.ciphertexts()), (4, 2));
         assert_eq!(p.rotations(), vec![16, 32]);
         let scores: Vec<Vec<Vec<f64>>> = (0..2)
@@ -387,10 +373,10 @@ mod tests {
                     .collect()
             })
             .collect();
-        let packed = p.pack(&scores, -1.0);
+        let packed = sp.pack(&scores, -1.0);
         let visible = packed.iter().flatten().filter(|&&x| x >= 0.0).count();
         assert_eq!(visible, 2 * 8 * 9 / 2);
-        let back = p.unpack(&packed);
+        let back = sp.unpack(&packed);
         for h in 0..2 {
             for t in 0..8 {
                 for j in 0..=t {
