@@ -6,6 +6,7 @@ use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::data::synthetic::{self, EpisodeMixer};
 use crate::error::{Error, Result};
 
 /// A flat sequence of token ids.
@@ -23,24 +24,37 @@ impl TokenStream {
 
     /// The batch for optimizer step `step`: `batch` windows of `seq + 1` tokens at offsets
     /// drawn from a generator seeded by `(seed, step)`, so a resumed run sees the same data.
-    /// Returns inputs and next-token targets, both `(B, T)`.
+    /// With `mix`, a seeded fraction of the rows are synthetic in-context episodes instead
+    /// (the text rows stay those of the unmixed run). Returns inputs and next-token targets,
+    /// both `(B, T)`.
     pub fn batch(
         &self,
         seed: u64,
         step: usize,
         batch: usize,
         seq: usize,
+        mix: Option<&EpisodeMixer>,
         dev: &Device,
     ) -> Result<(Tensor, Tensor)> {
         let max_start = self.check_len(seq)?;
         let mut rng =
             ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E3779B97F4A7C15) ^ step as u64);
+        let mut synth_rng = synthetic::step_rng(seed, step);
         let mut x = Vec::with_capacity(batch * seq);
         let mut y = Vec::with_capacity(batch * seq);
         for _ in 0..batch {
             let s = rng.random_range(0..=max_start);
-            x.extend_from_slice(&self.ids[s..s + seq]);
-            y.extend_from_slice(&self.ids[s + 1..s + seq + 1]);
+            match mix {
+                Some(m) if m.pick(&mut synth_rng) => {
+                    let row = m.row(seq + 1, &mut synth_rng);
+                    x.extend_from_slice(&row[..seq]);
+                    y.extend_from_slice(&row[1..]);
+                }
+                _ => {
+                    x.extend_from_slice(&self.ids[s..s + seq]);
+                    y.extend_from_slice(&self.ids[s + 1..s + seq + 1]);
+                }
+            }
         }
         Ok((
             Tensor::from_vec(x, (batch, seq), dev)?,
@@ -137,9 +151,9 @@ mod tests {
     fn batches_are_seeded_and_shifted() {
         let s = TokenStream::new((0..1000).collect());
         let dev = Device::Cpu;
-        let (x, y) = s.batch(1, 5, 4, 16, &dev).unwrap();
-        let (x2, _) = s.batch(1, 5, 4, 16, &dev).unwrap();
-        let (x3, _) = s.batch(1, 6, 4, 16, &dev).unwrap();
+        let (x, y) = s.batch(1, 5, 4, 16, None, &dev).unwrap();
+        let (x2, _) = s.batch(1, 5, 4, 16, None, &dev).unwrap();
+        let (x3, _) = s.batch(1, 6, 4, 16, None, &dev).unwrap();
         let v = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<u32>().unwrap();
         assert_eq!(v(&x), v(&x2));
         assert_ne!(v(&x), v(&x3));
@@ -147,6 +161,32 @@ mod tests {
         let ev = s.eval_batches(3, 100, None, &dev).unwrap();
         assert_eq!(ev.len(), 3);
         assert_eq!(ev[2].0.dims(), &[3, 100]);
+    }
+
+    #[test]
+    fn mixed_batches_keep_their_text_rows() {
+        use crate::data::synthetic::{SyntheticMix, tests::word_tokenizer};
+        let dir = tempfile::tempdir().unwrap();
+        let tk = word_tokenizer(dir.path());
+        let mix = EpisodeMixer::new(&SyntheticMix::default(), &tk).unwrap();
+        let s = TokenStream::new((5000..9000).collect());
+        let dev = Device::Cpu;
+        let rows = |t: &Tensor| t.to_vec2::<u32>().unwrap();
+        let (plain, _) = s.batch(2, 9, 32, 24, None, &dev).unwrap();
+        let (x, y) = s.batch(2, 9, 32, 24, Some(&mix), &dev).unwrap();
+        let (x2, _) = s.batch(2, 9, 32, 24, Some(&mix), &dev).unwrap();
+        assert_eq!(rows(&x), rows(&x2));
+        let (plain, x, y) = (rows(&plain), rows(&x), rows(&y));
+        let mut synthetic = 0;
+        for i in 0..32 {
+            assert_eq!(x[i][1..], y[i][..23]);
+            if x[i][0] >= 5000 {
+                assert_eq!(x[i], plain[i]);
+            } else {
+                synthetic += 1;
+            }
+        }
+        assert!((4..=28).contains(&synthetic), "{synthetic} of 32 rows");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod batches;
 pub mod corpus;
+pub mod synthetic;
 pub mod tokenizer;
 
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use tokenizers::Tokenizer;
 
 pub use batches::TokenStream;
 pub use corpus::{DataSource, Document};
+pub use synthetic::{EpisodeMixer, SyntheticMix};
 
 use crate::error::{Error, Result};
 

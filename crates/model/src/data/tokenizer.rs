@@ -13,6 +13,27 @@ use crate::error::{Error, Result};
 /// The end-of-text token placed between documents (id 0 after training).
 pub const EOS: &str = "<|endoftext|>";
 
+/// How many of the most frequent single-token words the in-context episodes draw from
+/// (`eval::icl` probes, `data::synthetic` training rows).
+pub const WORD_POOL: usize = 1000;
+
+/// The single-token words in-context episodes draw from: ids of tokens `"Ġ" + [a-z]{3,}`, the
+/// `WORD_POOL` smallest ids (BPE merges are learnt in order of frequency).
+pub fn word_pool(tk: &Tokenizer) -> Vec<u32> {
+    let mut ids: Vec<u32> = tk
+        .get_vocab(false)
+        .into_iter()
+        .filter(|(s, _)| {
+            s.strip_prefix('Ġ')
+                .is_some_and(|w| w.len() >= 3 && w.chars().all(|c| c.is_ascii_lowercase()))
+        })
+        .map(|(_, id)| id)
+        .collect();
+    ids.sort_unstable();
+    ids.truncate(WORD_POOL);
+    ids
+}
+
 fn tok_err(e: impl std::fmt::Display) -> Error {
     Error::Tokenizer(e.to_string())
 }

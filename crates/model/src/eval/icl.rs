@@ -1,7 +1,8 @@
 //! In-context learning on synthetic token tasks, as accuracy against the number of shots.
 //!
 //! Episodes are built from single-token words of the model's own tokenizer (tokens made of a
-//! leading space and 3+ lowercase letters, the most frequent [`WORD_POOL`] of them), so they
+//! leading space and 3+ lowercase letters, the most frequent
+//! [`WORD_POOL`](crate::data::tokenizer::WORD_POOL) of them), so they
 //! need no training data; a prediction is right when the arg-max of the next-token logits is
 //! the expected token. Exact match over the whole vocabulary stays at 0 for small models whose
 //! prior puts punctuation and function words first, so each point also reports two graded
@@ -23,12 +24,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
+use crate::data::tokenizer::word_pool;
 use crate::error::Error;
 use crate::eval::choice::mean_stderr;
 use crate::eval::scorer::{CausalLm, argmax};
-
-/// How many of the most frequent single-token words episodes draw from.
-pub const WORD_POOL: usize = 1000;
 
 /// Which synthetic task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,23 +96,6 @@ impl IclConfig {
             seed: 7,
         }
     }
-}
-
-/// The single-token words episodes draw from: ids of tokens `"Ġ" + [a-z]{3,}`, the
-/// `WORD_POOL` smallest ids (BPE merges are learnt in order of frequency).
-pub fn word_pool(tk: &Tokenizer) -> Vec<u32> {
-    let mut ids: Vec<u32> = tk
-        .get_vocab(false)
-        .into_iter()
-        .filter(|(s, _)| {
-            s.strip_prefix('Ġ')
-                .is_some_and(|w| w.len() >= 3 && w.chars().all(|c| c.is_ascii_lowercase()))
-        })
-        .map(|(_, id)| id)
-        .collect();
-    ids.sort_unstable();
-    ids.truncate(WORD_POOL);
-    ids
 }
 
 /// One episode: the tokens and, for each scored position, the expected next token.

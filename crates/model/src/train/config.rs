@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ModelConfigLiteral;
-use crate::data::DataConfig;
+use crate::data::{DataConfig, SyntheticMix};
 use crate::train::optim::AdamWConfig;
 use crate::train::step::RangeLoss;
 
@@ -40,6 +40,9 @@ pub struct TrainConfig {
     pub adamw: AdamWConfig,
     /// Optional range-minimization loss.
     pub range_loss: Option<RangeLoss>,
+    /// Synthetic in-context episodes mixed into the batches (none by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synthetic: Option<SyntheticMix>,
     /// Seeds initialization and batch sampling.
     pub seed: u64,
     /// Save a checkpoint every this many steps (0: only at the end).
@@ -74,6 +77,7 @@ impl Default for TrainConfig {
             warmup_steps: 100,
             adamw: AdamWConfig::default(),
             range_loss: None,
+            synthetic: None,
             seed: 0,
             checkpoint_every: 500,
             eval_every: 500,

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ModelConfig, ModelConfigLiteral};
-use crate::data::{self, TokenData};
+use crate::data::{self, EpisodeMixer, TokenData};
 use crate::error::{Error, Result};
 use crate::eval::{Perplexity, perplexity};
 use crate::model::Model;
@@ -42,6 +42,11 @@ pub fn run(cfg: &TrainConfig) -> Result<TrainReport> {
     data.tokenizer
         .save(cfg.out_dir.join("tokenizer.json"), false)
         .map_err(|e| Error::Tokenizer(e.to_string()))?;
+    let mixer = cfg
+        .synthetic
+        .as_ref()
+        .map(|m| EpisodeMixer::new(m, &data.tokenizer))
+        .transpose()?;
     let bar = Progress::new(cfg, trainer.opt.step);
     let start_step = trainer.opt.step;
     let mut train_secs = 0f64;
@@ -49,9 +54,14 @@ pub fn run(cfg: &TrainConfig) -> Result<TrainReport> {
     while trainer.opt.step < end {
         let step = trainer.opt.step;
         let ts = Instant::now();
-        let (x, y) = data
-            .train
-            .batch(cfg.seed, step, cfg.batch_size, cfg.seq_len, &dev)?;
+        let (x, y) = data.train.batch(
+            cfg.seed,
+            step,
+            cfg.batch_size,
+            cfg.seq_len,
+            mixer.as_ref(),
+            &dev,
+        )?;
         let out = trainer.step(&x, &y)?;
         train_secs += ts.elapsed().as_secs_f64();
         loss = out.loss;
