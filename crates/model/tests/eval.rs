@@ -3,7 +3,8 @@
 
 use candle_core::{Device, Tensor};
 use psf_model::data::TokenStream;
-use psf_model::data::tokenizer::train_bpe;
+use psf_model::data::synthetic::{EpisodeMixer, SyntheticMix, step_rng};
+use psf_model::data::tokenizer::{EOS, train_bpe, word_pool};
 use psf_model::eval::attention::{attention_maps, locality};
 use psf_model::eval::choice::{ChoiceItem, ChoiceTask, encode_pair, score_task};
 use psf_model::eval::icl::{IclConfig, IclTask, icl_curve};
@@ -168,4 +169,18 @@ fn icl_curves_have_one_point_per_shot_count() {
     );
     icfg.shots = vec![10]; // 11 presentations of 8 words do not fit into 48 tokens
     assert!(icl_curve(&lm, &tk, IclTask::Induction, &icfg).is_err());
+
+    // The training mixer draws from the same pool: too small for 16 pairs, enough for 4.
+    let mut mix = SyntheticMix::default();
+    assert!(matches!(
+        EpisodeMixer::new(&mix, &tk),
+        Err(psf_model::Error::InvalidConfig(_))
+    ));
+    mix.max_pairs = 4;
+    let row = EpisodeMixer::new(&mix, &tk)
+        .unwrap()
+        .row(48, &mut step_rng(0, 0));
+    let pool = word_pool(&tk);
+    let eos = tk.token_to_id(EOS).unwrap();
+    assert!(row.iter().all(|t| *t == eos || pool.contains(t)));
 }

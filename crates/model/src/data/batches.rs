@@ -165,10 +165,8 @@ mod tests {
 
     #[test]
     fn mixed_batches_keep_their_text_rows() {
-        use crate::data::synthetic::{SyntheticMix, tests::word_tokenizer};
-        let dir = tempfile::tempdir().unwrap();
-        let tk = word_tokenizer(dir.path());
-        let mix = EpisodeMixer::new(&SyntheticMix::default(), &tk).unwrap();
+        use crate::data::synthetic::{SyntheticMix, tests::mixer};
+        let mix = mixer(&SyntheticMix::default()).unwrap();
         let s = TokenStream::new((5000..9000).collect());
         let dev = Device::Cpu;
         let rows = |t: &Tensor| t.to_vec2::<u32>().unwrap();

@@ -53,8 +53,17 @@ pub struct EpisodeMixer {
 }
 
 impl EpisodeMixer {
-    /// Checks `mix` and takes the word pool and separator from `tk`.
+    /// Checks `mix` and takes the word pool ([`word_pool`]) and separator ([`EOS`]) from `tk`.
     pub fn new(mix: &SyntheticMix, tk: &Tokenizer) -> Result<Self> {
+        let Some(sep) = tk.token_to_id(EOS) else {
+            let msg = format!("synthetic: the tokenizer has no {EOS} token");
+            return Err(Error::InvalidConfig(msg));
+        };
+        Self::from_pool(mix, word_pool(tk), sep)
+    }
+
+    /// Checks `mix`; episodes draw from `pool` and are separated by `sep`.
+    pub fn from_pool(mix: &SyntheticMix, pool: Vec<u32>, sep: u32) -> Result<Self> {
         let bad = |what: String| Err(Error::InvalidConfig(format!("synthetic: {what}")));
         if !(0.0..=1.0).contains(&mix.fraction) || !(0.0..=1.0).contains(&mix.recall_share) {
             return bad("fraction and recall_share must lie in [0, 1]".into());
@@ -62,14 +71,10 @@ impl EpisodeMixer {
         if mix.max_pairs == 0 || mix.max_pattern < 2 {
             return bad("max_pairs must be >= 1 and max_pattern >= 2".into());
         }
-        let pool = word_pool(tk);
         let need = (2 * mix.max_pairs).max(mix.max_pattern);
         if pool.len() < need {
             return bad(format!("{} single-token words, need {need}", pool.len()));
         }
-        let Some(sep) = tk.token_to_id(EOS) else {
-            return bad(format!("the tokenizer has no {EOS} token"));
-        };
         Ok(EpisodeMixer {
             mix: mix.clone(),
             pool,
@@ -133,25 +138,10 @@ pub fn step_rng(seed: u64, step: usize) -> ChaCha8Rng {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::data::tokenizer::train_bpe;
 
-    /// A tokenizer trained on 400 four-letter words (its word pool: 683 tokens).
-    pub(crate) fn word_tokenizer(dir: &std::path::Path) -> Tokenizer {
-        let words: Vec<String> = (0..400)
-            .map(|i| {
-                let a = (b'a' + (i % 26) as u8) as char;
-                let b = (b'a' + (i / 26 % 26) as u8) as char;
-                format!("{a}{b}{a}{b}")
-            })
-            .collect();
-        let text = format!("{}\n", words.join(" ")).repeat(3);
-        train_bpe(&[&text], 1500, &dir.join("tokenizer.json")).unwrap()
-    }
-
-    fn mixer(mix: &SyntheticMix) -> Result<EpisodeMixer> {
-        let dir = tempfile::tempdir().unwrap();
-        let tk = word_tokenizer(dir.path());
-        EpisodeMixer::new(mix, &tk)
+    /// A mixer over the word ids 100..1100 with separator 0.
+    pub(crate) fn mixer(mix: &SyntheticMix) -> Result<EpisodeMixer> {
+        EpisodeMixer::from_pool(mix, (100..1100).collect(), 0)
     }
 
     #[test]
