@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use candle_core::Device;
+use psf_model::eval::compare::{comparison_markdown, label};
 use psf_model::eval::icl::{IclPoint, IclTask};
 use psf_model::eval::plot::{Series, line_chart};
 use psf_model::eval::suite::{ModelReport, SuiteConfig, evaluate_dir};
@@ -14,8 +15,15 @@ use psf_model::eval::suite::{ModelReport, SuiteConfig, evaluate_dir};
 pub struct EvalArgs {
     /// Model directories (`config.json` + `model.safetensors`; a training run's `checkpoint/`
     /// finds its `tokenizer.json` one level up).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "reports")]
     models: Vec<PathBuf>,
+    /// Reports written earlier by `--json` (or the psf-model `eval` example), added after the
+    /// models evaluated now, so runs evaluated at different times share one table and figure.
+    #[arg(long, num_args = 1..)]
+    reports: Vec<PathBuf>,
+    /// Prints one Markdown table comparing all reports side by side.
+    #[arg(long)]
+    markdown: bool,
     /// The tokenizer, when not next to the model.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
@@ -87,6 +95,16 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         }
         reports.push(report);
     }
+    for path in &args.reports {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let earlier: Vec<ModelReport> = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a list of evaluation reports", path.display()))?;
+        reports.extend(earlier);
+    }
+    if args.markdown {
+        print!("{}", comparison_markdown(&reports));
+    }
     if let Some(fig) = &args.figures {
         figures(fig, &reports)?;
     }
@@ -97,18 +115,6 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         None => {}
     }
     Ok(())
-}
-
-fn label(r: &ModelReport) -> String {
-    let norm = match r.attention_norm.get("kind").and_then(|k| k.as_str()) {
-        Some("power") => format!("power p={}", r.attention_norm["p"]),
-        Some(k) => k.to_string(),
-        None => "?".into(),
-    };
-    match r.step {
-        Some(s) => format!("{norm} (step {s})"),
-        None => norm,
-    }
 }
 
 fn figures(dir: &Path, reports: &[ModelReport]) -> anyhow::Result<()> {

@@ -1,13 +1,15 @@
 //! Evaluation: perplexity ([`perplexity`]), zero-shot multiple choice ([`choice`]) scored by
 //! summed log-likelihood ([`scorer`]), the shipped multiple-choice task generator ([`tasks`]),
 //! in-context learning on synthetic tasks ([`icl`]), attention maps and their locality
-//! ([`attention`]), PNG figures ([`plot`]), and all of it for a model directory ([`suite`]).
+//! ([`attention`]), PNG figures ([`plot`]), all of it for a model directory ([`suite`]), and
+//! side-by-side Markdown tables of several models' reports ([`compare`]).
 //!
 //! Every scorer works on a [`CausalLm`], so the same code evaluates the candle model
 //! ([`CandleLm`]) and any other implementation (psf-poly's polynomial model).
 
 pub mod attention;
 pub mod choice;
+pub mod compare;
 pub mod icl;
 pub mod perplexity;
 pub mod plot;

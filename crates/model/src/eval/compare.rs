@@ -1,0 +1,133 @@
+//! Side-by-side comparison of evaluation reports: one Markdown table, a column per model (the
+//! tables of EXPERIMENTS.md).
+
+use crate::eval::icl::IclTask;
+use crate::eval::suite::ModelReport;
+
+/// A short name for the report's model: its attention normalization (and step).
+pub fn label(r: &ModelReport) -> String {
+    let norm = match r.attention_norm.get("kind").and_then(|k| k.as_str()) {
+        Some("power") => format!("power p={}", r.attention_norm["p"]),
+        Some(k) => k.to_string(),
+        None => "?".into(),
+    };
+    match r.step {
+        Some(s) => format!("{norm} (step {s})"),
+        None => norm,
+    }
+}
+
+/// A Markdown table with a column per report and a row per measurement: parameters,
+/// held-out perplexity, each task's acc / acc_norm, each ICL point (exact match / pool-word
+/// match / mean target log-probability) and each layer's mean attention distance (tokens,
+/// relative to uniform). A cell is `-` where a report lacks the measurement.
+pub fn comparison_markdown(reports: &[ModelReport]) -> String {
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    let mut row = |name: String, cell: &dyn Fn(&ModelReport) -> Option<String>| {
+        let cells = reports
+            .iter()
+            .map(|r| cell(r).unwrap_or_else(|| "-".into()))
+            .collect();
+        rows.push((name, cells));
+    };
+    row("parameters".into(), &|r| Some(r.parameters.to_string()));
+    row("held-out perplexity".into(), &|r| {
+        r.perplexity.as_ref().map(|p| format!("{:.2}", p.ppl))
+    });
+    for task in task_names(reports) {
+        row(format!("`{task}` acc / acc_norm"), &|r| {
+            let t = r.tasks.iter().find(|t| t.task == task)?;
+            Some(format!("{:.3} / {:.3}", t.acc, t.acc_norm))
+        });
+    }
+    for (task, shots) in icl_points(reports) {
+        let what = match task {
+            IclTask::Induction => "induction, shots",
+            IclTask::Recall => "recall, pairs",
+        };
+        row(format!("ICL {what} = {shots}"), &|r| {
+            let c = r.icl.iter().find(|c| c.task == task)?;
+            let p = c.points.iter().find(|p| p.shots == shots)?;
+            Some(format!(
+                "{:.2} / {:.2} / {:.2}",
+                p.accuracy, p.pool_accuracy, p.target_logprob
+            ))
+        });
+    }
+    let layers = reports.iter().map(|r| r.locality.len()).max().unwrap_or(0);
+    for layer in 0..layers {
+        row(format!("attention distance, layer {layer}"), &|r| {
+            let l = r.locality.iter().find(|l| l.layer == layer)?;
+            Some(format!("{:.2} ({:.2})", l.mean, l.relative))
+        });
+    }
+    let mut s = format!(
+        "| | {} |\n|---|{}\n",
+        reports.iter().map(label).collect::<Vec<_>>().join(" | "),
+        "---|".repeat(reports.len())
+    );
+    for (name, cells) in rows {
+        s += &format!("| {name} | {} |\n", cells.join(" | "));
+    }
+    s
+}
+
+/// Task names in order of first appearance.
+fn task_names(reports: &[ModelReport]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for t in reports.iter().flat_map(|r| &r.tasks) {
+        if !names.contains(&t.task) {
+            names.push(t.task.clone());
+        }
+    }
+    names
+}
+
+/// `(task, shots)` of every ICL point, in order of first appearance.
+fn icl_points(reports: &[ModelReport]) -> Vec<(IclTask, usize)> {
+    let mut points = Vec::new();
+    for c in reports.iter().flat_map(|r| &r.icl) {
+        for p in &c.points {
+            if !points.contains(&(c.task, p.shots)) {
+                points.push((c.task, p.shots));
+            }
+        }
+    }
+    points
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(json: &str) -> ModelReport {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn one_column_per_report_and_dashes_for_missing_cells() {
+        let a = report(
+            r#"{"model":"a","step":10,"attention_norm":{"kind":"softmax"},"parameters":5,
+            "perplexity":{"nll":1.0,"ppl":2.718,"tokens":8},
+            "tasks":[{"task":"t","items":4,"acc":0.5,"acc_stderr":0.1,"acc_norm":0.25,
+                      "acc_norm_stderr":0.1,"chance":0.25}],
+            "icl":[{"task":"recall","chance":0.001,"points":[{"shots":2,"accuracy":0.5,
+                    "stderr":0.1,"predictions":4,"pool_accuracy":0.75,"target_logprob":-1.5}]}],
+            "locality":[{"layer":0,"per_head":[3.0],"mean":3.0,"relative":0.5,"local_mass":0.2}],
+            "attention_pngs":[]}"#,
+        );
+        let b = report(
+            r#"{"model":"b","step":null,"attention_norm":{"kind":"power","p":4},"parameters":7,
+            "perplexity":null,"tasks":[],"icl":[],"locality":[],"attention_pngs":[]}"#,
+        );
+        let md = comparison_markdown(&[a, b]);
+        let lines: Vec<&str> = md.lines().collect();
+        assert_eq!(lines[0], "| | softmax (step 10) | power p=4 |");
+        assert_eq!(lines[1], "|---|---|---|");
+        assert!(lines.contains(&"| held-out perplexity | 2.72 | - |"));
+        assert!(lines.contains(&"| `t` acc / acc_norm | 0.500 / 0.250 | - |"));
+        assert!(lines.contains(&"| ICL recall, pairs = 2 | 0.50 / 0.75 / -1.50 | - |"));
+        assert!(lines.contains(&"| attention distance, layer 0 | 3.00 (0.50) | - |"));
+        assert_eq!(lines.len(), 7);
+    }
+}
