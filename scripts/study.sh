@@ -3,16 +3,14 @@
 # run after another at the lowest CPU priority, resuming each from its last checkpoint, so it
 # can be stopped and restarted at will. Logs: target-model/study/<run>.log; each finished run
 # is evaluated once (target-model/study/<run>.eval.{json,txt}).
-# Order: softmax and p=4 (the bar), the ICL arm (2 layers, d=128, 2M tokens each, half of
-# every batch synthetic recall/induction episodes), a small-model screen of p=4 recipes (4
-# layers, d=128, 2M tokens each), the other 10M-token runs, then depth (16 and 32 layers,
-# d=128, 2M tokens each).
+# Order: softmax and p=4 (the bar), a small-model screen of p=4 recipes (4 layers, d=128,
+# 2M tokens each), the other 10M-token runs, then depth (16 and 32 layers, d=128, 2M tokens
+# each).
 #   scripts/study.sh [run ...]      (default order below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=("$@")
 [ ${#runs[@]} -gt 0 ] || runs=(softmax-s0 power4-s0
-  icl-softmax-s0 icl-power4-s0 icl-pointwise-s0 icl-power2-s0 icl-power6-s0 icl-power8-s0
   tune-softmax-s0 tune-power4-s0 tune-power4-eps1e-2-s0 tune-power4-lr2e-3-s0 tune-softmax-lr2e-3-s0
   pointwise-s0 power2-s0 power6-s0 power8-s0
   depth16-softmax-s0 depth16-power2-s0 depth16-power4-s0 depth16-power6-s0 depth16-power8-s0 depth16-pointwise-s0
