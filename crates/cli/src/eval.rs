@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use candle_core::Device;
-use psf_model::eval::compare::{comparison_markdown, label};
+use psf_model::eval::compare::{comparison_markdown, labels};
 use psf_model::eval::icl::{IclPoint, IclTask};
 use psf_model::eval::plot::{Series, line_chart};
 use psf_model::eval::suite::{ModelReport, SuiteConfig, evaluate_dir};
@@ -119,11 +119,13 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
 
 fn figures(dir: &Path, reports: &[ModelReport]) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
+    let names = labels(reports);
     let loc: Vec<Series> = reports
         .iter()
-        .filter(|r| !r.locality.is_empty())
-        .map(|r| Series {
-            label: label(r),
+        .zip(&names)
+        .filter(|(r, _)| !r.locality.is_empty())
+        .map(|(r, name)| Series {
+            label: name.clone(),
             points: r
                 .locality
                 .iter()
@@ -153,7 +155,8 @@ fn figures(dir: &Path, reports: &[ModelReport]) -> anyhow::Result<()> {
         for (suffix, axis, measure) in measures {
             let series: Vec<Series> = reports
                 .iter()
-                .filter_map(|r| {
+                .zip(&names)
+                .filter_map(|(r, name)| {
                     let c = r.icl.iter().find(|c| c.task == task)?;
                     let points = c
                         .points
@@ -161,7 +164,7 @@ fn figures(dir: &Path, reports: &[ModelReport]) -> anyhow::Result<()> {
                         .map(|p| (p.shots as f64, measure(p)))
                         .collect();
                     Some(Series {
-                        label: label(r),
+                        label: name.clone(),
                         points,
                     })
                 })

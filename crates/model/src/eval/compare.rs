@@ -17,6 +17,30 @@ pub fn label(r: &ModelReport) -> String {
     }
 }
 
+/// The labels of several reports: [`label`], followed by the run's name (the model
+/// directory, or its parent for a training run's `checkpoint/`) where two labels would
+/// otherwise be equal.
+pub fn labels(reports: &[ModelReport]) -> Vec<String> {
+    let base: Vec<String> = reports.iter().map(label).collect();
+    let run = |r: &ModelReport| {
+        let dir = match r.model.file_name() {
+            Some(n) if n == "checkpoint" => r.model.parent().and_then(|p| p.file_name()),
+            n => n,
+        };
+        dir.map_or_else(
+            || r.model.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        )
+    };
+    base.iter()
+        .zip(reports)
+        .map(|(b, r)| match base.iter().filter(|o| *o == b).count() {
+            1 => b.clone(),
+            _ => format!("{b}, {}", run(r)),
+        })
+        .collect()
+}
+
 /// A Markdown table with a column per report and a row per measurement: parameters,
 /// held-out perplexity, each task's acc / acc_norm, each ICL point (exact match / pool-word
 /// match / mean target log-probability) and each layer's mean attention distance (tokens,
@@ -63,7 +87,7 @@ pub fn comparison_markdown(reports: &[ModelReport]) -> String {
     }
     let mut s = format!(
         "| | {} |\n|---|{}\n",
-        reports.iter().map(label).collect::<Vec<_>>().join(" | "),
+        labels(reports).join(" | "),
         "---|".repeat(reports.len())
     );
     for (name, cells) in rows {
@@ -129,5 +153,26 @@ mod tests {
         assert!(lines.contains(&"| ICL recall, pairs = 2 | 0.50 / 0.75 / -1.50 | - |"));
         assert!(lines.contains(&"| attention distance, layer 0 | 3.00 (0.50) | - |"));
         assert_eq!(lines.len(), 7);
+    }
+
+    #[test]
+    fn equal_labels_get_the_run_name() {
+        let r = |model: &str| {
+            report(&format!(
+                r#"{{"model":"{model}","step":5,"attention_norm":{{"kind":"softmax"}},
+                "parameters":1,"perplexity":null,"tasks":[],"icl":[],"locality":[],
+                "attention_pngs":[]}}"#
+            ))
+        };
+        let got = labels(&[r("runs/lr1/checkpoint"), r("runs/lr2"), r("x")]);
+        assert_eq!(
+            got,
+            [
+                "softmax (step 5), lr1",
+                "softmax (step 5), lr2",
+                "softmax (step 5), x"
+            ]
+        );
+        assert_eq!(labels(&[r("a")]), ["softmax (step 5)"]);
     }
 }
