@@ -3,15 +3,16 @@
 # run after another at the lowest CPU priority, resuming each from its last checkpoint, so it
 # can be stopped and restarted at will. Logs: target-model/study/<run>.log; each finished run
 # is evaluated once (target-model/study/<run>.eval.{json,txt}).
-# Order: softmax and p=4 (the bar), a small-model screen of p=4 recipes (4 layers, d=128,
-# 2M tokens each), the other 10M-token runs, then depth (16 and 32 layers, d=128, 2M tokens
-# each).
+# Order: softmax and p=4 (the bar), a small-model screen (4 layers, d=128, 2M tokens each)
+# of p=4 recipes and of every normalization, the other 10M-token runs, then depth (16 and
+# 32 layers, d=128, 2M tokens each).
 #   scripts/study.sh [run ...]      (default order below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=("$@")
 [ ${#runs[@]} -gt 0 ] || runs=(softmax-s0 power4-s0
   tune-softmax-s0 tune-power4-s0 tune-power4-eps1e-2-s0 tune-power4-lr2e-3-s0 tune-softmax-lr2e-3-s0
+  tune-power2-s0 tune-power6-s0 tune-power8-s0 tune-pointwise-s0
   pointwise-s0 power2-s0 power6-s0 power8-s0
   depth16-softmax-s0 depth16-power2-s0 depth16-power4-s0 depth16-power6-s0 depth16-power8-s0 depth16-pointwise-s0
   depth32-softmax-s0 depth32-power2-s0 depth32-power4-s0 depth32-power6-s0 depth32-power8-s0 depth32-pointwise-s0)
