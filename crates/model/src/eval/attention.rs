@@ -53,20 +53,24 @@ pub fn attention_maps(model: &Model, ids: &[u32], dev: &Device) -> Result<Vec<La
 pub struct LayerLocality {
     /// Decoder block index.
     pub layer: usize,
-    /// Mean distance per head (tokens).
+    /// Mean distance per head (tokens). Each row's weights are taken as a distribution
+    /// (divided by their sum: pointwise attention's rows do not sum to 1); rows with no
+    /// weight at all are left out.
     pub per_head: Vec<f64>,
     /// Mean over heads (tokens).
     pub mean: f64,
     /// `mean` divided by the uniform-attention baseline (0: self only, 1: uniform).
     pub relative: f64,
-    /// Mean weight on the query's own token and the previous one (`j >= i - 1`).
+    /// Mean share of a row's weight on the query's own token and the previous one
+    /// (`j >= i - 1`).
     pub local_mass: f64,
 }
 
 /// Accumulates distances over sequences.
 #[derive(Debug, Clone, Default)]
 struct Acc {
-    dist: Vec<f64>, // per head
+    dist: Vec<f64>,      // per head
+    head_rows: Vec<f64>, // rows with weight, per head
     mass: f64,
     uniform: f64,
     rows: f64,
@@ -102,13 +106,18 @@ pub fn locality(
         .into_iter()
         .enumerate()
         .map(|(layer, a)| {
-            let per_head: Vec<f64> = a.dist.iter().map(|d| d / a.rows).collect();
+            let per_head: Vec<f64> = a
+                .dist
+                .iter()
+                .zip(&a.head_rows)
+                .map(|(d, n)| d / n.max(1.0))
+                .collect();
             let mean = per_head.iter().sum::<f64>() / per_head.len().max(1) as f64;
             LayerLocality {
                 layer,
                 mean,
                 relative: mean / (a.uniform / a.rows).max(f64::MIN_POSITIVE),
-                local_mass: a.mass / (a.rows * per_head.len().max(1) as f64),
+                local_mass: a.mass / a.head_rows.iter().sum::<f64>().max(1.0),
                 per_head,
             }
         })
@@ -119,17 +128,23 @@ fn accumulate(acc: &mut Acc, map: &LayerMap) {
     let heads = map.weights.len();
     if acc.dist.len() < heads {
         acc.dist.resize(heads, 0.0);
+        acc.head_rows.resize(heads, 0.0);
     }
     let t = map.weights.first().map_or(0, Vec::len);
     for (h, rows) in map.weights.iter().enumerate() {
         for (i, row) in rows.iter().enumerate() {
+            let total: f64 = row[..=i].iter().map(|&w| w as f64).sum();
+            if total <= 0.0 {
+                continue;
+            }
             let d: f64 = row[..=i]
                 .iter()
                 .enumerate()
                 .map(|(j, &w)| w as f64 * (i - j) as f64)
                 .sum();
-            acc.dist[h] += d;
-            acc.mass += row[i] as f64 + if i > 0 { row[i - 1] as f64 } else { 0.0 };
+            acc.dist[h] += d / total;
+            acc.head_rows[h] += 1.0;
+            acc.mass += (row[i] as f64 + if i > 0 { row[i - 1] as f64 } else { 0.0 }) / total;
         }
     }
     acc.uniform += (0..t).map(|i| i as f64 / 2.0).sum::<f64>();
@@ -164,5 +179,20 @@ mod tests {
         let uniform = a.uniform / a.rows;
         assert!((a.dist[0] / a.rows).abs() < 1e-12);
         assert!((a.dist[1] / a.rows - uniform).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rows_that_do_not_sum_to_one_are_normalized_and_empty_rows_skipped() {
+        // Row 0 attends nowhere; row 1 puts weight 0.25 on each of its two keys (sum 0.5).
+        let half = vec![vec![0.0f32, 0.0], vec![0.25, 0.25]];
+        let mut a = Acc::default();
+        let map = LayerMap {
+            layer: 0,
+            weights: vec![half],
+        };
+        accumulate(&mut a, &map);
+        assert_eq!(a.head_rows, [1.0]);
+        assert!((a.dist[0] - 0.5).abs() < 1e-12); // distances 1 and 0, half each
+        assert!((a.mass - 1.0).abs() < 1e-12);
     }
 }
