@@ -133,15 +133,16 @@ fn accumulate(acc: &mut Acc, map: &LayerMap) {
     let t = map.weights.first().map_or(0, Vec::len);
     for (h, rows) in map.weights.iter().enumerate() {
         for (i, row) in rows.iter().enumerate() {
-            let total: f64 = row[..=i].iter().map(|&w| w as f64).sum();
+            // The row's weight and its first moment in distance, in one pass.
+            let (total, d) = row[..=i]
+                .iter()
+                .enumerate()
+                .fold((0f64, 0f64), |(t, d), (j, &w)| {
+                    (t + w as f64, d + w as f64 * (i - j) as f64)
+                });
             if total <= 0.0 {
                 continue;
             }
-            let d: f64 = row[..=i]
-                .iter()
-                .enumerate()
-                .map(|(j, &w)| w as f64 * (i - j) as f64)
-                .sum();
             acc.dist[h] += d / total;
             acc.head_rows[h] += 1.0;
             acc.mass += (row[i] as f64 + if i > 0 { row[i - 1] as f64 } else { 0.0 }) / total;
