@@ -56,6 +56,12 @@ impl Metrics {
         entry.1 += seconds;
     }
 
+    /// Jobs of `kind` finished successfully so far.
+    pub fn jobs_ok_of(&self, kind: &str) -> u64 {
+        let jobs = self.jobs_ok.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.get(kind).map_or(0, |entry| entry.0)
+    }
+
     /// Records an error answer with `code`.
     pub fn error(&self, code: &'static str) {
         let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());

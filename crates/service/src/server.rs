@@ -50,6 +50,11 @@ impl AppState {
         &self.store
     }
 
+    /// The worker pool (its running and queued gauges).
+    pub fn jobs(&self) -> &JobPool {
+        &self.jobs
+    }
+
     fn gauges(&self) -> Gauges {
         Gauges {
             sessions: self.store.len(),

@@ -156,11 +156,25 @@ async fn graceful_shutdown_finishes_jobs_in_flight() {
             tokio::spawn(async move { c.forward(&id, &params, &[ct]).await })
         })
         .collect();
-    // Let the requests reach the server, then ask it to stop.
-    while server.state.metrics().errors_with("busy") == 0
-        && server.state.sessions().len() == 1
-        && c.health().await.map(|h| h.jobs_running).unwrap_or(0) == 0
-    {
+    // Let all three requests reach the worker pool (a connection whose request is not yet
+    // read counts as idle and is closed by the shutdown), then ask the server to stop.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let state = &server.state;
+        let arrived = state.jobs().running() + state.jobs().queued();
+        let finished = state.metrics().jobs_ok_of("forward") as usize;
+        if arrived + finished >= jobs.len() {
+            break;
+        }
+        assert_eq!(
+            state.metrics().errors_with("busy"),
+            0,
+            "a forward was refused"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the forwards never reached the pool"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     let handle = server.signal_shutdown();
