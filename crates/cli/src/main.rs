@@ -79,6 +79,12 @@ enum BenchCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if !matches!(
+        cli.command,
+        Command::Serve(_) | Command::Infer(_) | Command::Client(_)
+    ) {
+        end_quietly_when_stdout_closes();
+    }
     match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Bench(BenchCommand::Ckks(args)) => bench_ckks::run(&args),
@@ -95,5 +101,17 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(&args),
         Command::Convert(args) => convert::run_convert(&args),
         Command::Polyfit(args) => polyfit::run_polyfit(&args),
+    }
+}
+
+/// Lets a report command end quietly when its reader goes away (`psformer eval ... | head`)
+/// instead of panicking in `print!`: SIGPIPE gets its default action back (Rust ignores it).
+/// Not for the networked commands, whose closed sockets must stay errors.
+fn end_quietly_when_stdout_closes() {
+    #[cfg(unix)]
+    // SAFETY: called once at start-up, before any other thread exists; it only restores the
+    // signal's default disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
