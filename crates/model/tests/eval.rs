@@ -105,8 +105,8 @@ fn multiple_choice_scores_greedy_answers_right() {
 }
 
 /// The capture hook sees the weights the model uses: captured maps are causal and rows sum
-/// to 1 (softmax, Power-Softmax without eps), and the logits with capture equal the fused
-/// forward's.
+/// to 1 (softmax, Power-Softmax without eps; below 1 with eps), and the logits with capture
+/// equal the fused forward's.
 #[test]
 fn attention_capture_matches_the_forward_pass() {
     let dev = Device::Cpu;
@@ -136,6 +136,21 @@ fn attention_capture_matches_the_forward_pass() {
         assert!(
             loc.iter()
                 .all(|l| l.mean > 0.0 && l.mean < 15.0 && l.per_head.len() == 2)
+        );
+        assert!(
+            loc.iter()
+                .all(|l| (l.row_weight.unwrap() - 1.0).abs() < 1e-4)
+        );
+    }
+    // With eps, `eps * L` in the denominator takes a share of every row.
+    let (model, _) = tiny(power4(), 40);
+    let stream = TokenStream::new((0..200).map(|i| (i * 11 + 5) % 40).collect());
+    for l in locality(&model, &stream, 16, 3, &dev).unwrap() {
+        let w = l.row_weight.unwrap();
+        assert!(
+            w > 0.0 && w < 0.999,
+            "layer {} attended weight {w}",
+            l.layer
         );
     }
 }

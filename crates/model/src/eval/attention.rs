@@ -64,6 +64,12 @@ pub struct LayerLocality {
     /// Mean share of a row's weight on the query's own token and the previous one
     /// (`j >= i - 1`).
     pub local_mass: f64,
+    /// Mean total weight of a row, over every row: 1 for softmax and for Power-Softmax
+    /// without `eps`; below 1 where `eps * L` in the denominator takes a share (attention to
+    /// "nothing"); pointwise rows are not normalized. `None` in reports written before it
+    /// was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_weight: Option<f64>,
 }
 
 /// Accumulates distances over sequences.
@@ -72,6 +78,7 @@ struct Acc {
     dist: Vec<f64>,      // per head
     head_rows: Vec<f64>, // rows with weight, per head
     mass: f64,
+    weight: f64, // summed row weights, every head
     uniform: f64,
     rows: f64,
 }
@@ -118,6 +125,7 @@ pub fn locality(
                 mean,
                 relative: mean / (a.uniform / a.rows).max(f64::MIN_POSITIVE),
                 local_mass: a.mass / a.head_rows.iter().sum::<f64>().max(1.0),
+                row_weight: Some(a.weight / (a.rows * a.dist.len() as f64).max(1.0)),
                 per_head,
             }
         })
@@ -140,6 +148,7 @@ fn accumulate(acc: &mut Acc, map: &LayerMap) {
                 .fold((0f64, 0f64), |(t, d), (j, &w)| {
                     (t + w as f64, d + w as f64 * (i - j) as f64)
                 });
+            acc.weight += total;
             if total <= 0.0 {
                 continue;
             }
@@ -193,6 +202,7 @@ mod tests {
         };
         accumulate(&mut a, &map);
         assert_eq!(a.head_rows, [1.0]);
+        assert_eq!((a.weight, a.rows * a.dist.len() as f64), (0.5, 2.0)); // row weight 0.25 on average
         assert!((a.dist[0] - 0.5).abs() < 1e-12); // distances 1 and 0, half each
         assert!((a.mass - 1.0).abs() < 1e-12);
     }

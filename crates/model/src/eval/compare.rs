@@ -43,8 +43,9 @@ pub fn labels(reports: &[ModelReport]) -> Vec<String> {
 
 /// A Markdown table with a column per report and a row per measurement: parameters,
 /// held-out perplexity, each task's acc / acc_norm, each ICL point (exact match / pool-word
-/// match / mean target log-probability) and each layer's mean attention distance (tokens,
-/// relative to uniform). A cell is `-` where a report lacks the measurement.
+/// match / mean target log-probability), each layer's mean attention distance (tokens,
+/// relative to uniform) and, where measured, each layer's attended weight (mean row sum).
+/// A cell is `-` where a report lacks the measurement.
 pub fn comparison_markdown(reports: &[ModelReport]) -> String {
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
     let mut row = |name: String, cell: &dyn Fn(&ModelReport) -> Option<String>| {
@@ -84,6 +85,15 @@ pub fn comparison_markdown(reports: &[ModelReport]) -> String {
             let l = r.locality.iter().find(|l| l.layer == layer)?;
             Some(format!("{:.2} ({:.2})", l.mean, l.relative))
         });
+    }
+    let weighed = |r: &ModelReport| r.locality.iter().any(|l| l.row_weight.is_some());
+    if reports.iter().any(weighed) {
+        for layer in 0..layers {
+            row(format!("attended weight, layer {layer}"), &|r| {
+                let l = r.locality.iter().find(|l| l.layer == layer)?;
+                Some(format!("{:.3}", l.row_weight?))
+            });
+        }
     }
     let mut s = format!(
         "| | {} |\n|---|{}\n",
@@ -153,6 +163,28 @@ mod tests {
         assert!(lines.contains(&"| ICL recall, pairs = 2 | 0.50 / 0.75 / -1.50 | - |"));
         assert!(lines.contains(&"| attention distance, layer 0 | 3.00 (0.50) | - |"));
         assert_eq!(lines.len(), 7);
+    }
+
+    #[test]
+    fn attended_weight_rows_appear_once_a_report_has_them() {
+        let r = |locality: &str| {
+            report(&format!(
+                r#"{{"model":"m","step":5,"attention_norm":{{"kind":"softmax"}},
+                "parameters":1,"perplexity":null,"tasks":[],"icl":[],"locality":[{locality}],
+                "attention_pngs":[]}}"#
+            ))
+        };
+        let old = r(r#"{"layer":0,"per_head":[3.0],"mean":3.0,"relative":0.5,"local_mass":0.2}"#);
+        let new = r(
+            r#"{"layer":0,"per_head":[3.0],"mean":3.0,"relative":0.5,"local_mass":0.2,
+                       "row_weight":0.8125}"#,
+        );
+        assert!(!comparison_markdown(std::slice::from_ref(&old)).contains("attended"));
+        let md = comparison_markdown(&[old, new]);
+        assert!(
+            md.contains("| attended weight, layer 0 | - | 0.812 |"),
+            "{md}"
+        );
     }
 
     #[test]

@@ -235,9 +235,13 @@ impl ModelReport {
         }
         for l in &self.locality {
             s += &format!(
-                "  layer {} mean attention distance {:.2} tokens (relative {:.2}, local mass {:.2})\n",
+                "  layer {} mean attention distance {:.2} tokens (relative {:.2}, local mass {:.2})",
                 l.layer, l.mean, l.relative, l.local_mass
             );
+            if let Some(w) = l.row_weight {
+                s += &format!(", attended weight {w:.3}");
+            }
+            s += "\n";
         }
         s
     }
