@@ -140,19 +140,23 @@ fn figures(dir: &Path, reports: &[ModelReport]) -> anyhow::Result<()> {
             "Mean attention distance per layer",
             "layer",
             "tokens",
+            true,
             &loc,
         )?;
         println!("wrote {}", p.display());
     }
     type Measure = fn(&IclPoint) -> f64;
-    let measures: [(&str, &str, Measure); 2] = [
-        ("", "accuracy", |p| p.accuracy),
-        ("_logprob", "mean log-probability of the target", |p| {
-            p.target_logprob
-        }),
+    let measures: [(&str, &str, bool, Measure); 2] = [
+        ("", "accuracy", true, |p| p.accuracy),
+        (
+            "_logprob",
+            "mean log-probability of the target",
+            false,
+            |p| p.target_logprob,
+        ),
     ];
     for task in [IclTask::Induction, IclTask::Recall] {
-        for (suffix, axis, measure) in measures {
+        for (suffix, axis, from_zero, measure) in measures {
             let series: Vec<Series> = reports
                 .iter()
                 .zip(&names)
@@ -172,7 +176,12 @@ fn figures(dir: &Path, reports: &[ModelReport]) -> anyhow::Result<()> {
             if !series.is_empty() {
                 let name = format!("{task:?}").to_lowercase();
                 let p = dir.join(format!("icl_{name}{suffix}.png"));
-                line_chart(&p, &format!("ICL: {name}"), "shots", axis, &series)?;
+                let x_label = match task {
+                    IclTask::Induction => "earlier presentations of the pattern (shots)",
+                    IclTask::Recall => "key-value pairs in the context",
+                };
+                let title = format!("ICL: {name}");
+                line_chart(&p, &title, x_label, axis, from_zero, &series)?;
                 println!("wrote {}", p.display());
             }
         }

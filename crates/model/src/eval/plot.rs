@@ -89,67 +89,123 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-/// A line chart with one line per series, axis labels and a legend.
+/// A line chart with one line per series, axis labels and a legend in a panel of its own
+/// to the right (it never covers a line). The y axis spans every point, and 0 too when
+/// `from_zero` (accuracies; not log-probabilities). Integer x values get integer ticks only.
 pub fn line_chart(
     path: &Path,
     title: &str,
     x_label: &str,
     y_label: &str,
+    from_zero: bool,
     series: &[Series],
 ) -> Result<()> {
     if !font_ready() {
         return Err(plot_err(path, "no TrueType font found; set PSF_FONT"));
     }
-    let pts = series.iter().flat_map(|s| s.points.iter());
-    // The y axis spans 0 and every point (negative values such as log-probabilities too).
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, 0f64, 0f64);
-    for &(x, y) in pts {
+    // Bounds of every point, and whether every x is an integer, in one pass.
+    let (lo, hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    let (mut x0, mut x1, mut y0, mut y1) = (lo, hi, lo, hi);
+    let mut whole_x = true;
+    for &(x, y) in series.iter().flat_map(|s| &s.points) {
         (x0, x1) = (x0.min(x), x1.max(x));
         (y0, y1) = (y0.min(y), y1.max(y));
+        whole_x &= x.fract() == 0.0;
     }
-    if !x0.is_finite() {
+    if !x0.is_finite() || !y0.is_finite() {
         return Err(plot_err(path, "no points"));
     }
-    let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
-    let (y0, y1) = (y0 * 1.1, (y1 * 1.1).max(y0.abs() * 1e-3).max(1e-9));
-    let root = BitMapBackend::new(path, (720, 480)).into_drawing_area();
+    if from_zero {
+        (y0, y1) = (y0.min(0.0), y1.max(0.0));
+    }
+    let pad = ((y1 - y0) * 0.06)
+        .max(y1.abs().max(y0.abs()) * 1e-3)
+        .max(1e-9);
+    let (y0, y1) = (
+        y0 - if from_zero && y0 == 0.0 { 0.0 } else { pad },
+        y1 + pad,
+    );
+    let integral = whole_x && x1 - x0 <= 32.0;
+    let xpad = if x1 > x0 { (x1 - x0) * 0.03 } else { 0.5 };
+    let (x0, x1) = (x0 - xpad, x1 + xpad);
+
+    let longest = series.iter().map(|s| s.label.chars().count()).max();
+    let legend_w = (longest.unwrap_or(0) as u32 * 6 + 48).min(480);
+    let root = BitMapBackend::new(path, (720 + legend_w, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
-    let mut chart = ChartBuilder::on(&root)
+    let (plot_area, legend_area) = root.split_horizontally(720);
+    let mut chart = ChartBuilder::on(&plot_area)
         .caption(title, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(56)
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(|e| plot_err(path, e))?;
-    chart
-        .configure_mesh()
-        .x_desc(x_label)
-        .y_desc(y_label)
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
+    let integer_tick = |x: &f64| {
+        let r = x.round();
+        if (x - r).abs() < 1e-9 {
+            format!("{r:.0}")
+        } else {
+            String::new()
+        }
+    };
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(x_label).y_desc(y_label);
+    if integral {
+        mesh.x_labels((x1 - x0).round() as usize + 2)
+            .x_label_formatter(&integer_tick);
+    }
+    mesh.draw().map_err(|e| plot_err(path, e))?;
     for (k, s) in series.iter().enumerate() {
         let color = Palette99::pick(k).to_rgba();
         chart
             .draw_series(LineSeries::new(s.points.clone(), color.stroke_width(2)))
-            .map_err(|e| plot_err(path, e))?
-            .label(s.label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+            .map_err(|e| plot_err(path, e))?;
         chart
             .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
             .map_err(|e| plot_err(path, e))?;
+        let y = 48 + 20 * k as i32;
+        legend_area
+            .draw(&PathElement::new(
+                vec![(6, y), (30, y)],
+                color.stroke_width(2),
+            ))
+            .map_err(|e| plot_err(path, e))?;
+        legend_area
+            .draw(&Text::new(s.label.clone(), (36, y - 7), ("sans-serif", 13)))
+            .map_err(|e| plot_err(path, e))?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
     root.present().map_err(|e| plot_err(path, e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn png_width(path: &Path) -> u32 {
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(&bytes[1..4], b"PNG");
+        u32::from_be_bytes(bytes[16..20].try_into().unwrap())
+    }
+
+    #[test]
+    fn line_chart_puts_its_legend_in_a_panel_beside_the_plot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.png");
+        let series = |label: &str, pts: &[(f64, f64)]| Series {
+            label: label.into(),
+            points: pts.to_vec(),
+        };
+        let log_probs = [
+            series("a", &[(1.0, -9.7), (2.0, -10.1), (16.0, -10.2)]),
+            series("b-long-label", &[(1.0, -9.9), (4.0, -10.3)]),
+        ];
+        line_chart(&path, "t", "pairs", "log-prob", false, &log_probs).unwrap();
+        assert_eq!(png_width(&path), 720 + 12 * 6 + 48);
+        let fractional = [series("x", &[(0.5, 0.2), (1.25, 0.9)])];
+        line_chart(&path, "t", "x", "acc", true, &fractional).unwrap();
+        assert!(line_chart(&path, "t", "x", "y", true, &[series("e", &[])]).is_err());
+    }
 
     #[test]
     fn heatmap_writes_a_png_of_the_expected_size() {
@@ -160,10 +216,7 @@ mod tests {
             weights: vec![vec![vec![1.0, 0.0], vec![0.5, 0.5]]; 3],
         };
         heatmap_png(&map, 5, &path).unwrap();
-        let bytes = std::fs::read(&path).unwrap();
-        assert_eq!(&bytes[1..4], b"PNG");
-        let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
-        assert_eq!(width, 3 * 2 * 5 + 2 * 4);
+        assert_eq!(png_width(&path), 3 * 2 * 5 + 2 * 4);
         assert!(
             heatmap_png(
                 &LayerMap {
