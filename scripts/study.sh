@@ -2,26 +2,29 @@
 # Trains the attention-normalization study of EXPERIMENTS.md (experiments/study/*.json) one
 # run after another at the lowest CPU priority, resuming each from its last checkpoint, so it
 # can be stopped and restarted at will. Logs: target-model/study/<run>.log; each finished run
-# is evaluated once (target-model/study/<run>.eval.{json,txt}).
-# Order: softmax and p=4 (the bar), a small-model screen (4 layers, d=128, 2M tokens each)
-# of p=4 recipes and of every normalization, the screen's softmax/p=4 pair at two more seeds,
-# depth at 16 layers (d=128, 2M tokens each), an ICL arm (2 layers, d=128, 16M tokens of
-# synthetic episodes each), the 10M-token softmax/p=4 pair at a second seed, depth at 32
-# layers, then the other 10M-token runs.
+# is evaluated once (target-model/study/<run>.eval.{json,txt}), and its report and training
+# log are copied to experiments/reports/ to be committed (checkpoints stay in target-model).
+# Order: depth (16 and 32 layers at d=128, 2M tokens each; softmax and p=4 first), the
+# 10M-token softmax/p=4 pair at a second seed, an ICL arm (2 layers, d=128, 16M tokens of
+# synthetic episodes each), the other 10M-token powers; last, the runs whose results
+# EXPERIMENTS.md already reports from earlier sessions (the 10M-token seed-0 runs and the
+# small-model screen), to re-make their reports in experiments/reports/.
 #   scripts/study.sh [run ...]      (default order below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=("$@")
-[ ${#runs[@]} -gt 0 ] || runs=(softmax-s0 power4-s0
+[ ${#runs[@]} -gt 0 ] || runs=(
+  depth16-softmax-s0 depth16-power4-s0 depth32-softmax-s0 depth32-power4-s0
+  depth16-power2-s0 depth16-power6-s0 depth16-power8-s0 depth16-pointwise-s0
+  depth32-power2-s0 depth32-power6-s0 depth32-power8-s0 depth32-pointwise-s0
+  softmax-s1 power4-s1
+  icl16m-softmax-s0 icl16m-power2-s0 icl16m-power4-s0 icl16m-power6-s0 icl16m-power8-s0 icl16m-pointwise-s0
+  power2-s0 power6-s0 power8-s0
+  softmax-s0 power4-s0 pointwise-s0
   tune-softmax-s0 tune-power4-s0 tune-power4-eps1e-2-s0 tune-power4-lr2e-3-s0 tune-softmax-lr2e-3-s0
   tune-power2-s0 tune-power6-s0 tune-power8-s0 tune-pointwise-s0
   tune-power4-eps1e-1-lr2e-3-s0 tune-power4-eps1-lr2e-3-s0
-  pointwise-s0 tune-softmax-s1 tune-power4-s1 tune-softmax-s2 tune-power4-s2
-  depth16-softmax-s0 depth16-power2-s0 depth16-power4-s0 depth16-power6-s0 depth16-power8-s0 depth16-pointwise-s0
-  icl16m-softmax-s0 icl16m-power2-s0 icl16m-power4-s0 icl16m-power6-s0 icl16m-power8-s0 icl16m-pointwise-s0
-  softmax-s1 power4-s1
-  depth32-softmax-s0 depth32-power2-s0 depth32-power4-s0 depth32-power6-s0 depth32-power8-s0 depth32-pointwise-s0
-  power2-s0 power6-s0 power8-s0)
+  tune-softmax-s1 tune-power4-s1 tune-softmax-s2 tune-power4-s2)
 CARGO_TARGET_DIR=target-study cargo build --release -p psf-model --example train --example eval
 mkdir -p target-model/study
 cp target-study/release/examples/train target-model/study/train-bin
@@ -38,4 +41,7 @@ for run in "${runs[@]}"; do
       "target-model/study/$run/checkpoint" --json "target-model/study/$run.eval.json" \
       >"target-model/study/$run.eval.txt" 2>&1
   fi
+  mkdir -p experiments/reports
+  cp "target-model/study/$run.eval.json" "experiments/reports/$run.eval.json"
+  cp "target-model/study/$run.log" "experiments/reports/$run.log"
 done
