@@ -56,7 +56,8 @@ pub struct TrainConfig {
     pub stop_at: Option<usize>,
     /// Continue from `out_dir/checkpoint` when it exists.
     pub resume: bool,
-    /// Show a progress bar on stderr.
+    /// Show a progress bar on stderr (on a terminal; plain lines every 10 steps elsewhere).
+    /// Off, stderr gets a line every 100 steps and the evaluation lines: a log.
     pub progress: bool,
 }
 

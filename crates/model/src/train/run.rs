@@ -192,11 +192,13 @@ fn evaluate(
     )
 }
 
-/// A progress bar on a terminal; plain log lines every 10 steps otherwise; nothing when
-/// `progress` is off.
+/// A progress bar on a terminal; plain log lines otherwise: every 10 steps when `progress`
+/// is on, every 100 steps when it is off (a background run's log). Evaluation lines are
+/// always written.
 struct Progress {
     bar: ProgressBar,
-    plain: bool,
+    /// Steps between plain lines; `None` while the bar is drawn.
+    plain_every: Option<usize>,
     total: usize,
 }
 
@@ -204,7 +206,12 @@ impl Progress {
     fn new(cfg: &TrainConfig, start: usize) -> Self {
         let bar = ProgressBar::new(cfg.steps as u64);
         let tty = !bar.is_hidden();
-        if !cfg.progress {
+        let plain_every = match (cfg.progress, tty) {
+            (true, true) => None,
+            (true, false) => Some(10),
+            (false, _) => Some(100),
+        };
+        if plain_every.is_some() {
             bar.set_draw_target(ProgressDrawTarget::hidden());
         }
         let style = ProgressStyle::with_template("{bar:30} {pos}/{len} | {msg} | eta {eta}")
@@ -214,13 +221,15 @@ impl Progress {
         bar.reset_eta();
         Progress {
             bar,
-            plain: cfg.progress && !tty,
+            plain_every,
             total: cfg.steps,
         }
     }
 
     fn step(&self, done: usize, msg: String) {
-        if self.plain && (done.is_multiple_of(10) || done == self.total) {
+        if let Some(every) = self.plain_every
+            && (done.is_multiple_of(every) || done == self.total)
+        {
             eprintln!("step {done}/{}: {msg}", self.total);
         }
         self.bar.set_message(msg);
@@ -228,7 +237,7 @@ impl Progress {
     }
 
     fn line(&self, text: String) {
-        if self.plain {
+        if self.plain_every.is_some() {
             eprintln!("{text}");
         } else {
             self.bar.println(text);
