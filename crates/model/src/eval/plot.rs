@@ -90,7 +90,7 @@ pub struct Series {
 }
 
 /// A line chart with one line per series, axis labels and a legend in a panel of its own
-/// to the right (it never covers a line). The y axis spans every point, and 0 too when
+/// to the right (it never covers a line; the image grows taller for a long legend). The y axis spans every point, and 0 too when
 /// `from_zero` (accuracies; not log-probabilities). Integer x values get integer ticks only.
 pub fn line_chart(
     path: &Path,
@@ -131,7 +131,9 @@ pub fn line_chart(
 
     let longest = series.iter().map(|s| s.label.chars().count()).max();
     let legend_w = (longest.unwrap_or(0) as u32 * 6 + 48).min(480);
-    let root = BitMapBackend::new(path, (720 + legend_w, 480)).into_drawing_area();
+    // The legend lists one series per 20 px below a 48 px header; the image grows to hold it.
+    let height = (72 + 20 * series.len() as u32).max(480);
+    let root = BitMapBackend::new(path, (720 + legend_w, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
     let (plot_area, legend_area) = root.split_horizontally(720);
     let mut chart = ChartBuilder::on(&plot_area)
@@ -182,10 +184,15 @@ pub fn line_chart(
 mod tests {
     use super::*;
 
-    fn png_width(path: &Path) -> u32 {
+    fn png_size(path: &Path) -> (u32, u32) {
         let bytes = std::fs::read(path).unwrap();
         assert_eq!(&bytes[1..4], b"PNG");
-        u32::from_be_bytes(bytes[16..20].try_into().unwrap())
+        let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+        (be(16), be(20))
+    }
+
+    fn png_width(path: &Path) -> u32 {
+        png_size(path).0
     }
 
     #[test]
@@ -201,7 +208,12 @@ mod tests {
             series("b-long-label", &[(1.0, -9.9), (4.0, -10.3)]),
         ];
         line_chart(&path, "t", "pairs", "log-prob", false, &log_probs).unwrap();
-        assert_eq!(png_width(&path), 720 + 12 * 6 + 48);
+        assert_eq!(png_size(&path), (720 + 12 * 6 + 48, 480));
+        let many: Vec<Series> = (0..30)
+            .map(|k| series(&format!("run{k:02}"), &[(0.0, k as f64), (1.0, 1.0)]))
+            .collect();
+        line_chart(&path, "t", "layer", "tokens", false, &many).unwrap();
+        assert_eq!(png_size(&path), (720 + 5 * 6 + 48, 72 + 20 * 30));
         let fractional = [series("x", &[(0.5, 0.2), (1.25, 0.9)])];
         line_chart(&path, "t", "x", "acc", true, &fractional).unwrap();
         assert!(line_chart(&path, "t", "x", "y", true, &[series("e", &[])]).is_err());
