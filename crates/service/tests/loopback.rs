@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::{MIN_BITS, TestServer, bits, input, test_limits};
 use psf_service::ServiceError;
 
@@ -158,7 +160,7 @@ async fn graceful_shutdown_finishes_jobs_in_flight() {
         .collect();
     // Let all three requests reach the worker pool (a connection whose request is not yet
     // read counts as idle and is closed by the shutdown), then ask the server to stop.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let state = &server.state;
         let arrived = state.jobs().running() + state.jobs().queued();
@@ -172,10 +174,10 @@ async fn graceful_shutdown_finishes_jobs_in_flight() {
             "a forward was refused"
         );
         assert!(
-            std::time::Instant::now() < deadline,
+            Instant::now() < deadline,
             "the forwards never reached the pool"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let handle = server.signal_shutdown();
     for j in jobs {

@@ -90,8 +90,9 @@ pub struct Series {
 }
 
 /// A line chart with one line per series, axis labels and a legend in a panel of its own
-/// to the right (it never covers a line; the image grows taller for a long legend). The y axis spans every point, and 0 too when
-/// `from_zero` (accuracies; not log-probabilities). Integer x values get integer ticks only.
+/// to the right (it never covers a line; the image grows taller for a long legend). The y
+/// axis spans every point, and 0 too when `from_zero` (accuracies; not log-probabilities).
+/// Integer x values get integer ticks only.
 pub fn line_chart(
     path: &Path,
     title: &str,
@@ -191,10 +192,6 @@ mod tests {
         (be(16), be(20))
     }
 
-    fn png_width(path: &Path) -> u32 {
-        png_size(path).0
-    }
-
     #[test]
     fn line_chart_puts_its_legend_in_a_panel_beside_the_plot() {
         let dir = tempfile::tempdir().unwrap();
@@ -228,7 +225,7 @@ mod tests {
             weights: vec![vec![vec![1.0, 0.0], vec![0.5, 0.5]]; 3],
         };
         heatmap_png(&map, 5, &path).unwrap();
-        assert_eq!(png_width(&path), 3 * 2 * 5 + 2 * 4);
+        assert_eq!(png_size(&path).0, 3 * 2 * 5 + 2 * 4);
         assert!(
             heatmap_png(
                 &LayerMap {
