@@ -27,17 +27,22 @@ runs=("$@")
   tune-softmax-s1 tune-power4-s1 tune-softmax-s2 tune-power4-s2)
 CARGO_TARGET_DIR=target-study cargo build --release -p psf-model --example train --example eval
 mkdir -p target-model/study
-cp target-study/release/examples/train target-model/study/train-bin
-cp target-study/release/examples/eval target-model/study/eval-bin
+# Copied only when changed: another study.sh may be running the binaries (STUDY_THREADS=1
+# lets two share the 2 cores).
+cmp -s target-study/release/examples/train target-model/study/train-bin ||
+  cp target-study/release/examples/train target-model/study/train-bin
+cmp -s target-study/release/examples/eval target-model/study/eval-bin ||
+  cp target-study/release/examples/eval target-model/study/eval-bin
+threads=${STUDY_THREADS:-2}
 for run in "${runs[@]}"; do
   echo "== $run $(date -Is)"
-  MIMALLOC_PURGE_DELAY=-1 RAYON_NUM_THREADS=2 nice -n 19 \
+  MIMALLOC_PURGE_DELAY=-1 RAYON_NUM_THREADS=$threads nice -n 19 \
     target-model/study/train-bin "experiments/study/$run.json" >>"target-model/study/$run.log" 2>&1
   # The finished run's evaluation suite (held-out perplexity, multiple choice, ICL, locality),
   # once: target-model/study/<run>.eval.json and .eval.txt.
   if [ ! -s "target-model/study/$run.eval.json" ]; then
     echo "== eval $run $(date -Is)"
-    MIMALLOC_PURGE_DELAY=-1 RAYON_NUM_THREADS=2 nice -n 19 target-model/study/eval-bin \
+    MIMALLOC_PURGE_DELAY=-1 RAYON_NUM_THREADS=$threads nice -n 19 target-model/study/eval-bin \
       "target-model/study/$run/checkpoint" --json "target-model/study/$run.eval.json" \
       >"target-model/study/$run.eval.txt" 2>&1
   fi

@@ -137,6 +137,7 @@ fn model(a: &Args) -> ModelIr {
                     guess_degree: 7,
                     iterations: 3,
                 },
+                decay: Vec::new(),
             },
             mlp: Mlp::Plain {
                 up: linear(&mut s, a.mlp, a.d),

@@ -221,6 +221,7 @@ fn random_block(a: &Args, s: &mut u64) -> Block {
                 guess_degree: 7,
                 iterations: 3,
             },
+            decay: Vec::new(),
         },
         mlp: Mlp::Plain {
             up: linear(s, a.mlp, a.d),

@@ -80,6 +80,7 @@ impl ModelIr {
                         p,
                         eps: spec.eps,
                         reciprocal: s.reciprocal,
+                        decay: l.decay.clone(),
                     },
                     mlp,
                     parallel_residual: cfg.parallel_residual,

@@ -152,6 +152,21 @@ pub struct Attention {
     pub eps: f64,
     /// The reciprocal of the denominator.
     pub reciprocal: ReciprocalRecipe,
+    /// Positional decay rates per query head (empty: none): key j's weight for query t is
+    /// multiplied by `exp(-rate (t - j))`, folded into the plaintext score mask.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decay: Vec<f64>,
+}
+
+impl Attention {
+    /// The factor on the score of query head `head` at key distance `distance`:
+    /// `exp(-rate * distance / p)` (its `p`-th power is the weight's decay), 1 without decay.
+    pub fn decay_factor(&self, head: usize, distance: usize) -> f64 {
+        match self.decay.get(head) {
+            Some(rate) => (-rate * distance as f64 / f64::from(self.p)).exp(),
+            None => 1.0,
+        }
+    }
 }
 
 /// The MLP of a block.
@@ -244,6 +259,15 @@ impl ModelIr {
             check("o", &a.o, d, a.heads * a.head_dim)?;
             if a.p == 0 || a.p % 2 != 0 {
                 return Err(InferError::Unsupported(format!("p = {} (even > 0)", a.p)));
+            }
+            if !(a.decay.is_empty() || a.decay.len() == a.heads)
+                || a.decay.iter().any(|r| !(r.is_finite() && *r >= 0.0))
+            {
+                return Err(InferError::shape(
+                    "attention decay",
+                    format!("0 or {} finite rates >= 0", a.heads),
+                    format!("{:?}", a.decay),
+                ));
             }
             match &b.mlp {
                 Mlp::Plain { up, down, .. } => {

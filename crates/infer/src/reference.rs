@@ -77,7 +77,7 @@ fn attention(a: &Attention, y: &Seq) -> Result<Seq> {
             let n: Vec<f64> = (0..=t)
                 .map(|j| {
                     let s: f64 = (0..dh).map(|i| q[t][h * dh + i] * k[j][kh * dh + i]).sum();
-                    power(s * scale, a.p)
+                    power(s * scale * a.decay_factor(h, t - j), a.p)
                 })
                 .collect();
             let len = (t + 1) as f64;

@@ -246,3 +246,16 @@ fn simulated_neox_with_unused_hidden_slots_matches_the_twin() {
     // MLP 24 in a hidden period of 32: the GELU of the 8 unused slots is not 0.
     simulated(Shape { mlp: 24, ..NEOX }, 10, 40);
 }
+
+#[test]
+fn simulated_decay_matches_the_twin() {
+    // The positional decay folded into the decoder's score masks, over 2 cache ciphertexts.
+    simulated(
+        Shape {
+            decay: true,
+            ..NEOX
+        },
+        10,
+        40,
+    );
+}

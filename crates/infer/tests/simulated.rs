@@ -109,6 +109,35 @@ fn llama_grouped_heads() {
     check(LLAMA, 8, 8);
 }
 
+/// The positional decay folded into the score masks, in both head packings and with GQA.
+#[test]
+fn position_decay_in_every_packing() {
+    check(
+        Shape {
+            decay: true,
+            ..NEOX
+        },
+        16,
+        8,
+    );
+    check(
+        Shape {
+            decay: true,
+            ..NEOX
+        },
+        128,
+        4,
+    );
+    check(
+        Shape {
+            decay: true,
+            ..LLAMA
+        },
+        8,
+        8,
+    );
+}
+
 #[test]
 fn last_position_head_wide_and_narrow_inputs() {
     // 16 features per ciphertext = d (wide), then 32 > d = 16 (narrow input).

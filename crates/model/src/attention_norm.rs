@@ -93,6 +93,8 @@ pub struct CausalMask {
     pub additive: Tensor,
     /// `(T, 1)`: number of visible keys `L_i = i + 1`.
     pub keys: Tensor,
+    /// `(T, T)`: the distance `i - j` from query i back to key j where key <= query, else 0.
+    pub distance: Tensor,
 }
 
 impl CausalMask {
@@ -106,10 +108,14 @@ impl CausalMask {
             .map(|&m| if m > 0.0 { 0.0 } else { f32::NEG_INFINITY })
             .collect();
         let keys: Vec<f32> = (1..=t).map(|l| l as f32).collect();
+        let distance: Vec<f32> = (0..t * t)
+            .map(|k| (k / t).saturating_sub(k % t) as f32)
+            .collect();
         Ok(CausalMask {
             keep: Tensor::from_vec(keep, (t, t), device)?,
             additive: Tensor::from_vec(additive, (t, t), device)?,
             keys: Tensor::from_vec(keys, (t, 1), device)?,
+            distance: Tensor::from_vec(distance, (t, t), device)?,
         })
     }
 }
@@ -153,6 +159,28 @@ impl AttentionNorm {
             return fused::causal_norm(scores, kind);
         }
         self.forward_composed(scores, mask, layer, rec)
+    }
+
+    /// Applies a per-head positional decay to causal scores `(B, H, T, T)`: afterwards every
+    /// key's unnormalized weight is multiplied by `exp(-rate_h * (i - j))` (`rates`: `(H,)`,
+    /// positive). Softmax adds `-rate * (i - j)` to its scores (ALiBi); Power-Softmax multiplies
+    /// them by `exp(-rate * (i - j) / p)`, a plaintext product like its causal mask, since
+    /// `(f s)^p = f^p s^p`; the pointwise baseline multiplies them by `exp(-rate * (i - j))`.
+    pub fn decay_scores(
+        &self,
+        scores: &Tensor,
+        rates: &Tensor,
+        mask: &CausalMask,
+    ) -> Result<Tensor> {
+        let h = rates.dim(0)?;
+        let rd = rates.reshape((1, h, 1, 1))?.broadcast_mul(&mask.distance)?; // (1, H, T, T)
+        Ok(match self {
+            AttentionNorm::Softmax => scores.broadcast_sub(&rd)?,
+            AttentionNorm::Power(ps) => {
+                scores.broadcast_mul(&(rd * (-1.0 / ps.p as f64))?.exp()?)?
+            }
+            AttentionNorm::ReluLinear => scores.broadcast_mul(&rd.neg()?.exp()?)?,
+        })
     }
 
     fn fused_kind(&self) -> Option<CausalKind> {
@@ -432,6 +460,51 @@ mod tests {
         );
     }
 
+    /// With a decay, each visible key's unnormalized weight is multiplied by exp(-r (i - j)):
+    /// checked against a direct computation of each normalization's definition.
+    #[test]
+    fn decay_multiplies_unnormalized_weights() {
+        let (h, t) = (2, 5);
+        let mask = CausalMask::new(t, &Device::Cpu).unwrap();
+        let s = scores(1, h, t, 21);
+        let rates = [0.3f32, 0.05];
+        let rate_t = Tensor::new(&rates, &Device::Cpu).unwrap();
+        let sv = s.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for norm in [
+            AttentionNorm::Softmax,
+            AttentionNorm::ReluLinear,
+            power(1e-2, EpsScaling::PerKey, PowerForm::Stable),
+        ] {
+            let decayed = norm.decay_scores(&s, &rate_t, &mask).unwrap();
+            let w = norm.forward(&decayed, &mask, 0, None).unwrap();
+            let got = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            for hh in 0..h {
+                for i in 0..t {
+                    let row = |j: usize| sv[(hh * t + i) * t + j] as f64;
+                    let f = |j: usize| (-(rates[hh] as f64) * (i - j) as f64).exp();
+                    let un: Vec<f64> = (0..=i)
+                        .map(|j| {
+                            f(j) * match norm {
+                                AttentionNorm::Softmax => row(j).exp(),
+                                AttentionNorm::ReluLinear => row(j).max(0.0),
+                                AttentionNorm::Power(_) => row(j).powi(4),
+                            }
+                        })
+                        .collect();
+                    let den = match norm {
+                        AttentionNorm::Softmax => un.iter().sum::<f64>(),
+                        AttentionNorm::ReluLinear => (i + 1) as f64,
+                        AttentionNorm::Power(_) => un.iter().sum::<f64>() + 1e-2 * (i + 1) as f64,
+                    };
+                    for (j, u) in un.iter().enumerate() {
+                        let g = got[(hh * t + i) * t + j] as f64;
+                        assert!((g - u / den).abs() < 1e-5, "{norm:?} h{hh} i{i} j{j}: {g}");
+                    }
+                }
+            }
+        }
+    }
+
     /// The fused kernels (f32) against the composed ops: values and gradients.
     #[test]
     fn fused_matches_composed() {
@@ -466,6 +539,7 @@ mod tests {
             keep: mask.keep.to_dtype(DType::F64).unwrap(),
             additive: mask.additive.to_dtype(DType::F64).unwrap(),
             keys: mask.keys.to_dtype(DType::F64).unwrap(),
+            distance: mask.distance.to_dtype(DType::F64).unwrap(),
         };
         let s0 = scores(1, 1, t, 11).to_dtype(DType::F64).unwrap();
         let probe = scores(1, 1, t, 12).to_dtype(DType::F64).unwrap();

@@ -128,6 +128,10 @@ pub struct ModelConfigLiteral {
     /// Ours: how attention scores are normalized (default softmax).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attention_norm: Option<AttentionNorm>,
+    /// Ours: a learned per-head positional decay of the attention weights (default false;
+    /// `crate::layers::PositionDecay`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position_decay: Option<bool>,
 }
 
 /// A checked, resolved model configuration.
@@ -169,6 +173,8 @@ pub struct ModelConfig {
     pub mlp_bias: bool,
     /// Attention-score normalization.
     pub attention_norm: AttentionNorm,
+    /// Learned per-head positional decay of the attention weights.
+    pub position_decay: bool,
 }
 
 impl ModelConfigLiteral {
@@ -267,6 +273,7 @@ impl ModelConfigLiteral {
             attention_bias: self.attention_bias.unwrap_or(neox),
             mlp_bias: neox || self.mlp_bias.unwrap_or(false),
             attention_norm,
+            position_decay: self.position_decay.unwrap_or(false),
         })
     }
 
@@ -323,6 +330,7 @@ impl ModelConfig {
             attention_bias: Some(self.attention_bias),
             mlp_bias: (!neox).then_some(self.mlp_bias),
             attention_norm: Some(self.attention_norm.clone()),
+            position_decay: self.position_decay.then_some(true),
             ..Default::default()
         }
     }

@@ -139,6 +139,49 @@ impl Norm {
     }
 }
 
+/// A learned per-head positional decay of the attention weights (`position_decay` in the
+/// config): key j's unnormalized weight for query i is multiplied by `exp(-r_h (i - j))` with
+/// `r_h = 2^(-8 (h + 1) / H) * exp({vb}.decay[h])`, i.e. ALiBi's slopes at initialization
+/// (`decay` starts at 0). After training it is a fixed plaintext factor per head and distance,
+/// free under HE; it gives Power-Softmax, which has no temperature, a way to make heads local.
+#[derive(Debug, Clone)]
+pub struct PositionDecay {
+    log_rate: Tensor,
+}
+
+impl PositionDecay {
+    /// Loads (or initializes to 0) `{vb}.decay` `(heads,)`.
+    pub fn load(vb: VarBuilder, heads: usize) -> Result<Self> {
+        let decay = vb.get_with_hints(heads, "decay", Init::Const(0.0))?;
+        let alibi: Vec<f32> = (0..heads)
+            .map(|h| alibi_slope(h, heads).ln() as f32)
+            .collect();
+        let alibi = Tensor::from_vec(alibi, heads, vb.device())?.to_dtype(decay.dtype())?;
+        Ok(PositionDecay {
+            log_rate: (decay + alibi)?,
+        })
+    }
+
+    /// The rates `r_h` `(H,)`.
+    pub fn rates(&self) -> Result<Tensor> {
+        Ok(self.log_rate.exp()?)
+    }
+}
+
+/// ALiBi's slope of `head` among `heads`: `2^(-8 (head + 1) / heads)`.
+pub fn alibi_slope(head: usize, heads: usize) -> f64 {
+    (-8.0 * (head + 1) as f64 / heads as f64).exp2()
+}
+
+/// The decay rates `r_h = alibi_slope(h) * exp(decay[h])` of a checkpoint's `decay` tensor.
+pub fn decay_rates(decay: &[f64]) -> Vec<f64> {
+    decay
+        .iter()
+        .enumerate()
+        .map(|(h, d)| alibi_slope(h, decay.len()) * d.exp())
+        .collect()
+}
+
 /// Applies `act`, recording its input as [`RangeKind::ActivationInput`].
 pub fn activate(
     act: Activation,
@@ -160,13 +203,14 @@ pub fn activate(
 }
 
 /// Scaled dot-product attention with grouped-query heads: q `(B, H, T, D)`, k and v
-/// `(B, Hkv, T, D)`; returns `(B, T, H * D)`. A recorder made by
+/// `(B, Hkv, T, D)`, optionally with a positional decay; returns `(B, T, H * D)`. A recorder made by
 /// [`RangeRecorder::with_attention`] also receives the attention weights `(B, H, T, T)`.
 pub fn attend(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
     norm: &AttentionNorm,
+    decay: Option<&PositionDecay>,
     mask: &CausalMask,
     layer: usize,
     mut rec: Option<&mut RangeRecorder>,
@@ -176,6 +220,10 @@ pub fn attend(
     let (k, v) = (repeat_kv(k, h / kv_heads)?, repeat_kv(v, h / kv_heads)?);
     let q = (q * (1.0 / (d as f64).sqrt()))?; // scaling q is half the work of scaling scores
     let scores = q.matmul(&k.t()?)?; // (B, H, T, T)
+    let scores = match decay {
+        Some(decay) => norm.decay_scores(&scores, &decay.rates()?, mask)?,
+        None => scores,
+    };
     let weights = norm.forward(&scores, mask, layer, rec.as_deref_mut())?;
     if let Some(rec) = rec {
         rec.record_attention(layer, &weights); // evaluation hook; a no-op unless enabled

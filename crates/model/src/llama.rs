@@ -7,7 +7,7 @@ use candle_nn::{Embedding, Init, VarBuilder};
 use crate::attention_norm::CausalMask;
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::layers::{Ctx, INIT_STD, Linear, Norm, activate, attend};
+use crate::layers::{Ctx, INIT_STD, Linear, Norm, PositionDecay, activate, attend};
 use crate::ranges::RangeRecorder;
 use crate::rope::Rope;
 
@@ -20,6 +20,8 @@ struct Block {
     k_proj: Linear,
     v_proj: Linear,
     o_proj: Linear,
+    /// `self_attn.decay` when the config asks for a positional decay.
+    decay: Option<PositionDecay>,
     gate_proj: Linear,
     up_proj: Linear,
     down_proj: Linear,
@@ -58,6 +60,10 @@ impl Block {
             k_proj: Linear::load(att.pp("k_proj"), d, kv_dim, ab)?,
             v_proj: Linear::load(att.pp("v_proj"), d, kv_dim, ab)?,
             o_proj: Linear::load(att.pp("o_proj"), q_dim, d, ab)?,
+            decay: cfg
+                .position_decay
+                .then(|| PositionDecay::load(att.clone(), cfg.num_heads))
+                .transpose()?,
             gate_proj: Linear::load(mlp.pp("gate_proj"), d, ff, mb)?,
             up_proj: Linear::load(mlp.pp("up_proj"), d, ff, mb)?,
             down_proj: Linear::load(mlp.pp("down_proj"), ff, d, mb)?,
@@ -78,6 +84,7 @@ impl Block {
             &k,
             &v,
             &ctx.cfg.attention_norm,
+            self.decay.as_ref(),
             ctx.mask,
             ctx.layer,
             rec,

@@ -8,7 +8,7 @@ use candle_nn::{Embedding, Init, VarBuilder};
 use crate::attention_norm::CausalMask;
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::layers::{Ctx, INIT_STD, Linear, Norm, activate, attend};
+use crate::layers::{Ctx, INIT_STD, Linear, Norm, PositionDecay, activate, attend};
 use crate::ranges::RangeRecorder;
 use crate::rope::Rope;
 
@@ -19,6 +19,8 @@ struct Block {
     post_attention_layernorm: Norm,
     query_key_value: Linear,
     dense: Linear,
+    /// `attention.decay` when the config asks for a positional decay.
+    decay: Option<PositionDecay>,
     dense_h_to_4h: Linear,
     dense_4h_to_h: Linear,
 }
@@ -48,6 +50,10 @@ impl Block {
             )?,
             query_key_value: Linear::load(att.pp("query_key_value"), d, 3 * d, cfg.attention_bias)?,
             dense: Linear::load(att.pp("dense"), d, d, cfg.attention_bias)?,
+            decay: cfg
+                .position_decay
+                .then(|| PositionDecay::load(att.clone(), cfg.num_heads))
+                .transpose()?,
             dense_h_to_4h: Linear::load(mlp.pp("dense_h_to_4h"), d, cfg.intermediate_size, true)?,
             dense_4h_to_h: Linear::load(mlp.pp("dense_4h_to_h"), cfg.intermediate_size, d, true)?,
         })
@@ -70,6 +76,7 @@ impl Block {
             &k,
             &v,
             &ctx.cfg.attention_norm,
+            self.decay.as_ref(),
             ctx.mask,
             ctx.layer,
             rec,

@@ -99,6 +99,17 @@ fn llama_every_parameter_gets_a_gradient() {
 }
 
 #[test]
+fn position_decay_gets_a_gradient_under_every_normalization() {
+    for model_type in ["gpt_neox", "llama"] {
+        for norm in norms() {
+            let mut lit = tiny(model_type, norm);
+            lit.position_decay = Some(true);
+            check_all_gradients(lit, false);
+        }
+    }
+}
+
+#[test]
 fn range_loss_keeps_every_gradient() {
     for model_type in ["gpt_neox", "llama"] {
         let norm = AttentionNorm::Power(PowerSoftmax {

@@ -234,6 +234,7 @@ impl PolyModel {
                     qo: head * hd,
                     ko: kv * hd,
                     hd,
+                    decay: lw.decay.get(head).copied().unwrap_or(0.0),
                 };
                 power_softmax_head(&ctx, &self.spec, ls, g, mode, i)
             })
@@ -302,10 +303,13 @@ struct HeadCtx<'a> {
     qo: usize,
     ko: usize,
     hd: usize,
+    /// The positional decay rate (0 without one).
+    decay: f64,
 }
 
 /// Power-Softmax attention of one head in the length-agnostic form with a multiplicative
-/// causal mask; returns `(T, hd)` and the range tallies of `Scores` and `Reciprocal`.
+/// causal mask (times the positional decay `exp(-rate (i - j) / p)`, as the circuit's mask);
+/// returns `(T, hd)` and the range tallies of `Scores` and `Reciprocal`.
 fn power_softmax_head(
     h: &HeadCtx,
     spec: &PolySpec,
@@ -323,12 +327,16 @@ fn power_softmax_head(
     for qi in 0..t {
         let qrow = &h.q.row(qi)[h.qo..h.qo + h.hd];
         for (j, nj) in n.iter_mut().enumerate() {
-            let keep = if j <= qi { 1.0 } else { 0.0 };
-            let z = dot(qrow, &h.k.row(j)[h.ko..h.ko + h.hd]);
+            let keep = if j <= qi {
+                (-h.decay * (qi - j) as f64 / f64::from(spec.p)).exp()
+            } else {
+                0.0
+            };
+            let z = dot(qrow, &h.k.row(j)[h.ko..h.ko + h.hd]) * keep;
             if j <= qi {
                 oor.site(layer, PolyOp::Scores).observe(z, (-1.0, 1.0));
             }
-            *nj = int_pow(z, spec.p) * keep;
+            *nj = int_pow(z, spec.p);
         }
         let inv_l = 1.0 / (qi + 1) as f64;
         let m = inv_l * n.iter().sum::<f64>();

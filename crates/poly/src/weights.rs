@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
+use psf_model::layers::decay_rates;
 use psf_model::{Activation, Arch, AttentionNorm, EpsScaling, ModelConfig, ModelConfigLiteral};
 
 use crate::error::{PolyError, Result};
@@ -74,6 +75,9 @@ pub struct LayerWeights {
     pub v: LinearWeights,
     /// Output projection `(d, heads * head_dim)`.
     pub o: LinearWeights,
+    /// Positional decay rates per head (`position_decay`): key j's weight for query i is
+    /// multiplied by `exp(-rate * (i - j))`. Empty without a decay.
+    pub decay: Vec<f64>,
     /// The MLP.
     pub mlp: MlpWeights,
 }
@@ -123,6 +127,15 @@ impl Named {
                 None
             },
         })
+    }
+
+    /// The decay rates of `{prefix}.decay` when the model has a positional decay, else none.
+    fn decay(&self, prefix: &str, cfg: &ModelConfig) -> Result<Vec<f64>> {
+        if !cfg.position_decay {
+            return Ok(Vec::new());
+        }
+        let raw = self.get(&format!("{prefix}.decay"), &[cfg.num_heads])?;
+        Ok(decay_rates(&raw))
     }
 
     fn norm(&self, prefix: &str, d: usize, layer_norm: bool, eps: f64) -> Result<NormWeights> {
@@ -252,6 +265,7 @@ fn check_config(cfg: &ModelConfig) -> Result<()> {
     if activation_fn(cfg.activation).is_none() {
         return Err(PolyError::Unsupported("ReLU MLP".into()));
     }
+
     Ok(())
 }
 
@@ -299,6 +313,7 @@ fn neox_layer(n: &Named, prefix: &str, cfg: &ModelConfig) -> Result<LayerWeights
             h * hd,
             cfg.attention_bias,
         )?,
+        decay: n.decay(&format!("{prefix}.attention"), cfg)?,
         mlp: MlpWeights::Plain {
             up: n.linear(&format!("{prefix}.mlp.dense_h_to_4h"), ff, d, true)?,
             down: n.linear(&format!("{prefix}.mlp.dense_4h_to_h"), d, ff, true)?,
@@ -323,6 +338,7 @@ fn llama_layer(n: &Named, prefix: &str, cfg: &ModelConfig) -> Result<LayerWeight
         k: att("k_proj", kvd, d)?,
         v: att("v_proj", kvd, d)?,
         o: att("o_proj", d, qd)?,
+        decay: n.decay(&format!("{prefix}.self_attn"), cfg)?,
         mlp: MlpWeights::Gated {
             gate: mlp("gate_proj", ff, d)?,
             up: mlp("up_proj", ff, d)?,

@@ -25,12 +25,21 @@ fn literal(neox: bool) -> ModelConfigLiteral {
 
 /// A random model with larger-than-default weights (so scores and activations are not tiny).
 fn random(neox: bool, seed: u64) -> (Model, ModelConfig, PolyWeights) {
-    let cfg = literal(neox).try_build().unwrap();
+    random_from(literal(neox), seed)
+}
+
+/// As [`random`], from a literal; a positional decay gets per-head offsets of its own.
+fn random_from(lit: ModelConfigLiteral, seed: u64) -> (Model, ModelConfig, PolyWeights) {
+    let cfg = lit.try_build().unwrap();
     let dev = Device::Cpu;
     let (_, varmap) = Model::init_random(&cfg, seed, &dev).unwrap();
     for (name, var) in psf_model::model::named_vars(&varmap) {
         if name.ends_with("weight") && var.rank() == 2 {
             var.set(&(var.as_tensor() * 8.0).unwrap()).unwrap();
+        }
+        if name.ends_with(".decay") {
+            let offsets = candle_core::Tensor::new(&[0.8f32, -0.5, 1.5, 0.0], &dev).unwrap();
+            var.set(&offsets).unwrap();
         }
     }
     let model = Model::with_varmap(&cfg, &varmap, seed, &dev).unwrap();
@@ -77,6 +86,45 @@ fn exact_mode_matches_candle() {
         for (a, b) in at.row(1).iter().zip(got.row(15)) {
             assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{a} vs {b}");
         }
+    }
+}
+
+/// The positional decay (learned per-head rates) in the f64 twin matches candle's.
+#[test]
+fn exact_mode_matches_candle_with_position_decay() {
+    for neox in [true, false] {
+        let mut lit = literal(neox);
+        lit.position_decay = Some(true);
+        let (model, cfg, weights) = random_from(lit, 5);
+        assert_eq!(weights.layers[0].decay.len(), 4);
+        let spec = spec_for(&model, &cfg, &CalibrationOptions::default());
+        let poly = PolyModel::new(weights, spec).unwrap();
+        let x = ids(16, 42);
+        let want = candle_logits(&model, &x).unwrap();
+        let got = poly.forward_ids(&x, Mode::Exact).unwrap().logits;
+        let scale = want.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let err = want
+            .data
+            .iter()
+            .zip(&got.data)
+            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        assert!(scale > 0.1, "logits too small to test: {scale}");
+        assert!(err < 1e-4 * scale.max(1.0), "neox {neox}: max err {err}");
+        // Without its decay the same weights give other logits: the test can fail.
+        let mut plain = poly.weights().clone();
+        plain.layers.iter_mut().for_each(|l| l.decay.clear());
+        let spec = poly.spec().clone();
+        let off = PolyModel::new(plain, spec).unwrap();
+        let off = off.forward_ids(&x, Mode::Exact).unwrap().logits;
+        let diff = off
+            .data
+            .iter()
+            .zip(&got.data)
+            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            diff > 100.0 * err.max(1e-9),
+            "decay changed nothing: {diff}"
+        );
     }
 }
 

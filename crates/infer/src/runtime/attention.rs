@@ -198,16 +198,23 @@ impl<B: Backend> Engine<'_, B> {
             .collect()
     }
 
-    /// `M_r` of score ciphertext `i`: visibility times `L_t^(-1/p)`, at head starts when
-    /// heads share a ciphertext.
+    /// `M_r` of score ciphertext `i`: visibility times `L_t^(-1/p)` (times the head's
+    /// positional decay at distance `r`), at head starts when heads share a ciphertext.
     fn score_mask(&self, attn: &Attention, groups: &ScoreGroups, i: usize, r: usize) -> Vec<f64> {
         let d = self.layout.features_per_ct();
         let width = attn.heads * attn.head_dim;
         let inv_p = 1.0 / f64::from(attn.p);
         self.layout.slot_vector(|f, t| {
             let head_start = groups.per_head || (f % attn.head_dim == 0 && i * d + f < width);
+            let head = if groups.per_head {
+                i
+            } else {
+                (i * d + f) / attn.head_dim
+            };
             match self.layout.position(t) {
-                Some(pos) if pos >= r && head_start => ((pos + 1) as f64).powf(-inv_p),
+                Some(pos) if pos >= r && head_start => {
+                    ((pos + 1) as f64).powf(-inv_p) * attn.decay_factor(head, r)
+                }
                 _ => 0.0,
             }
         })

@@ -274,7 +274,8 @@ impl<'e, 'a, B: Backend> Stepper<'e, 'a, B> {
         e.power(&z, attn.p)
     }
 
-    /// `L^(-1/p)` at the head starts of the visible tokens of cache ciphertext `c`, else 0.
+    /// `L^(-1/p)` (times the head's positional decay) at the head starts of the visible
+    /// tokens of cache ciphertext `c`, else 0.
     fn score_mask(&self, attn: &Attention, c: usize) -> Vec<f64> {
         let lay = &self.dec.layout;
         let (pa, r) = (lay.attn_period, lay.tokens_per_cache_ct());
@@ -283,7 +284,11 @@ impl<'e, 'a, B: Backend> Stepper<'e, 'a, B> {
             .map(|m| {
                 let (j, f) = (c * r + m / pa, m % pa);
                 let start = f < attn.heads * attn.head_dim && f % attn.head_dim == 0;
-                if j <= self.pos && start { scale } else { 0.0 }
+                if j <= self.pos && start {
+                    scale * attn.decay_factor(f / attn.head_dim, self.pos - j)
+                } else {
+                    0.0
+                }
             })
             .collect()
     }

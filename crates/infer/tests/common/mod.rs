@@ -39,6 +39,8 @@ pub struct Shape {
     pub vocab: usize,
     pub layers: usize,
     pub llama: bool,
+    /// A positional decay (rates 0.3 / (h + 1)) in every block's attention.
+    pub decay: bool,
 }
 
 pub const NEOX: Shape = Shape {
@@ -50,6 +52,7 @@ pub const NEOX: Shape = Shape {
     vocab: 32,
     layers: 2,
     llama: false,
+    decay: false,
 };
 
 pub const LLAMA: Shape = Shape {
@@ -61,6 +64,7 @@ pub const LLAMA: Shape = Shape {
     vocab: 32,
     layers: 1,
     llama: true,
+    decay: false,
 };
 
 fn norm(rng: &mut Lcg, shape: &Shape) -> Norm {
@@ -118,6 +122,11 @@ pub fn model(shape: Shape, seed: u64) -> ModelIr {
                     method: InverseMethod::Goldschmidt,
                     guess_degree: 7,
                     iterations: 3,
+                },
+                decay: if shape.decay {
+                    (0..shape.heads).map(|h| 0.3 / (h + 1) as f64).collect()
+                } else {
+                    Vec::new()
                 },
             };
             let mlp = if shape.llama {
