@@ -4,7 +4,7 @@
 use candle_core::{D, DType, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use crate::attention_norm::{AttentionNorm, CausalMask};
+use crate::attention_norm::CausalMask;
 use crate::config::{Activation, ModelConfig};
 use crate::error::Result;
 use crate::fused;
@@ -205,16 +205,15 @@ pub fn activate(
 /// Scaled dot-product attention with grouped-query heads: q `(B, H, T, D)`, k and v
 /// `(B, Hkv, T, D)`, optionally with a positional decay; returns `(B, T, H * D)`. A recorder made by
 /// [`RangeRecorder::with_attention`] also receives the attention weights `(B, H, T, T)`.
-pub fn attend(
+pub(crate) fn attend(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
-    norm: &AttentionNorm,
     decay: Option<&PositionDecay>,
-    mask: &CausalMask,
-    layer: usize,
+    ctx: &Ctx,
     mut rec: Option<&mut RangeRecorder>,
 ) -> Result<Tensor> {
+    let (norm, mask, layer) = (&ctx.cfg.attention_norm, ctx.mask, ctx.layer);
     let (b, h, t, d) = q.dims4()?;
     let kv_heads = k.dim(1)?;
     let (k, v) = (repeat_kv(k, h / kv_heads)?, repeat_kv(v, h / kv_heads)?);

@@ -79,16 +79,7 @@ impl Block {
         let q = ctx.rope.apply(&heads(self.q_proj.forward(x)?, h)?)?;
         let k = ctx.rope.apply(&heads(self.k_proj.forward(x)?, kvh)?)?;
         let v = heads(self.v_proj.forward(x)?, kvh)?;
-        let y = attend(
-            &q,
-            &k,
-            &v,
-            &ctx.cfg.attention_norm,
-            self.decay.as_ref(),
-            ctx.mask,
-            ctx.layer,
-            rec,
-        )?; // (B, T, H*hd)
+        let y = attend(&q, &k, &v, self.decay.as_ref(), ctx, rec)?; // (B, T, H*hd)
         self.o_proj.forward(&y)
     }
 

@@ -71,16 +71,7 @@ impl Block {
         let q = ctx.rope.apply(&qkv.narrow(3, 0, hd)?.contiguous()?)?; // (B, H, T, hd)
         let k = ctx.rope.apply(&qkv.narrow(3, hd, hd)?.contiguous()?)?;
         let v = qkv.narrow(3, 2 * hd, hd)?.contiguous()?;
-        let y = attend(
-            &q,
-            &k,
-            &v,
-            &ctx.cfg.attention_norm,
-            self.decay.as_ref(),
-            ctx.mask,
-            ctx.layer,
-            rec,
-        )?; // (B, T, C)
+        let y = attend(&q, &k, &v, self.decay.as_ref(), ctx, rec)?; // (B, T, C)
         self.dense.forward(&y)
     }
 
