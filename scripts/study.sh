@@ -4,17 +4,18 @@
 # can be stopped and restarted at will. Logs: target-model/study/<run>.log; each finished run
 # is evaluated once (target-model/study/<run>.eval.{json,txt}), and its report and training
 # log are copied to experiments/reports/ to be committed (checkpoints stay in target-model).
-# Order: depth (16 and 32 layers at d=128, 2M tokens each; softmax and p=4 first), the
-# 10M-token softmax/p=4 pair at a second seed, an ICL arm (2 layers, d=128, 16M tokens of
-# synthetic episodes each), the other 10M-token powers; last, the runs whose results
-# EXPERIMENTS.md already reports from earlier sessions (the 10M-token seed-0 runs and the
-# small-model screen), to re-make their reports in experiments/reports/.
+# Order: the 10M-token pair with the learned positional decay, the other depth runs (16 and
+# 32 layers at d=128, 2M tokens each), the 10M-token softmax/p=4 pair at a second seed, an
+# ICL arm (2 layers, d=128, 16M tokens of synthetic episodes each), the other 10M-token
+# powers; last, the runs whose results EXPERIMENTS.md already reports from earlier sessions
+# (the 10M-token seed-0 runs, the small-model screen, the first depth runs), to re-make
+# their reports in experiments/reports/ where they are missing.
 #   scripts/study.sh [run ...]      (default order below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=("$@")
 [ ${#runs[@]} -gt 0 ] || runs=(
-  depth16-softmax-s0 depth16-power4-s0 depth32-softmax-s0 depth32-power4-s0
+  power4-decay-s0 softmax-decay-s0
   depth16-power2-s0 depth16-power6-s0 depth16-power8-s0 depth16-pointwise-s0
   depth32-power2-s0 depth32-power6-s0 depth32-power8-s0 depth32-pointwise-s0
   softmax-s1 power4-s1
@@ -24,7 +25,9 @@ runs=("$@")
   tune-softmax-s0 tune-power4-s0 tune-power4-eps1e-2-s0 tune-power4-lr2e-3-s0 tune-softmax-lr2e-3-s0
   tune-power2-s0 tune-power6-s0 tune-power8-s0 tune-pointwise-s0
   tune-power4-eps1e-1-lr2e-3-s0 tune-power4-eps1-lr2e-3-s0
-  tune-softmax-s1 tune-power4-s1 tune-softmax-s2 tune-power4-s2)
+  tune-softmax-s1 tune-power4-s1 tune-softmax-s2 tune-power4-s2
+  tune-power4-decay-lr2e-3-s0 tune-softmax-decay-lr2e-3-s0
+  depth16-softmax-s0 depth16-power4-s0 depth32-softmax-s0 depth32-power4-s0)
 CARGO_TARGET_DIR=target-study cargo build --release -p psf-model --example train --example eval
 mkdir -p target-model/study
 # Copied only when changed: another study.sh may be running the binaries (STUDY_THREADS=1
@@ -35,6 +38,11 @@ cmp -s target-study/release/examples/eval target-model/study/eval-bin ||
   cp target-study/release/examples/eval target-model/study/eval-bin
 threads=${STUDY_THREADS:-2}
 for run in "${runs[@]}"; do
+  # A run whose report is committed is done (its checkpoint may be on another machine).
+  if [ -s "experiments/reports/$run.eval.json" ]; then
+    echo "== $run: reported in experiments/reports/, skipped"
+    continue
+  fi
   echo "== $run $(date -Is)"
   MIMALLOC_PURGE_DELAY=-1 RAYON_NUM_THREADS=$threads nice -n 19 \
     target-model/study/train-bin "experiments/study/$run.json" >>"target-model/study/$run.log" 2>&1
