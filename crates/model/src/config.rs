@@ -128,8 +128,8 @@ pub struct ModelConfigLiteral {
     /// Ours: how attention scores are normalized (default softmax).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attention_norm: Option<AttentionNorm>,
-    /// Ours: a learned per-head positional decay of the attention weights (default false;
-    /// `crate::layers::PositionDecay`).
+    /// Ours: a per-head positional decay of the attention weights at ALiBi's slopes (default
+    /// false; `crate::layers::alibi_slopes`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position_decay: Option<bool>,
 }
@@ -173,7 +173,7 @@ pub struct ModelConfig {
     pub mlp_bias: bool,
     /// Attention-score normalization.
     pub attention_norm: AttentionNorm,
-    /// Learned per-head positional decay of the attention weights.
+    /// Per-head positional decay of the attention weights at ALiBi's slopes.
     pub position_decay: bool,
 }
 

@@ -1,7 +1,7 @@
 //! Building blocks shared by both layouts, each `load(vb, ..)` + `forward`, from composed
 //! candle ops only (candle's fused LayerNorm / RMSNorm drop gradients in training).
 
-use candle_core::{D, DType, Tensor};
+use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::attention_norm::CausalMask;
@@ -19,6 +19,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) cfg: &'a ModelConfig,
     pub(crate) rope: &'a Rope,
     pub(crate) mask: &'a CausalMask,
+    /// The positional decay's rates `(H,)`, when the model has one.
+    pub(crate) decay: Option<&'a Tensor>,
     pub(crate) layer: usize,
 }
 
@@ -139,47 +141,26 @@ impl Norm {
     }
 }
 
-/// A learned per-head positional decay of the attention weights (`position_decay` in the
-/// config): key j's unnormalized weight for query i is multiplied by `exp(-r_h (i - j))` with
-/// `r_h = 2^(-8 (h + 1) / H) * exp({vb}.decay[h])`, i.e. ALiBi's slopes at initialization
-/// (`decay` starts at 0). After training it is a fixed plaintext factor per head and distance,
-/// free under HE; it gives Power-Softmax, which has no temperature, a way to make heads local.
-#[derive(Debug, Clone)]
-pub struct PositionDecay {
-    log_rate: Tensor,
-}
-
-impl PositionDecay {
-    /// Loads (or initializes to 0) `{vb}.decay` `(heads,)`.
-    pub fn load(vb: VarBuilder, heads: usize) -> Result<Self> {
-        let decay = vb.get_with_hints(heads, "decay", Init::Const(0.0))?;
-        let alibi: Vec<f32> = (0..heads)
-            .map(|h| alibi_slope(h, heads).ln() as f32)
-            .collect();
-        let alibi = Tensor::from_vec(alibi, heads, vb.device())?.to_dtype(decay.dtype())?;
-        Ok(PositionDecay {
-            log_rate: (decay + alibi)?,
-        })
-    }
-
-    /// The rates `r_h` `(H,)`.
-    pub fn rates(&self) -> Result<Tensor> {
-        Ok(self.log_rate.exp()?)
-    }
-}
-
-/// ALiBi's slope of `head` among `heads`: `2^(-8 (head + 1) / heads)`.
-pub fn alibi_slope(head: usize, heads: usize) -> f64 {
-    (-8.0 * (head + 1) as f64 / heads as f64).exp2()
-}
-
-/// The decay rates `r_h = alibi_slope(h) * exp(decay[h])` of a checkpoint's `decay` tensor.
-pub fn decay_rates(decay: &[f64]) -> Vec<f64> {
-    decay
-        .iter()
-        .enumerate()
-        .map(|(h, d)| alibi_slope(h, decay.len()) * d.exp())
+/// ALiBi's slopes `2^(-8 (h + 1) / H)` for `heads` heads: the rates of the positional decay
+/// (`position_decay` in the config), under which key j's unnormalized weight for query i is
+/// multiplied by `exp(-rate_h (i - j))`. Fixed numbers, so under HE the decay is a plaintext
+/// factor per head and distance; it gives Power-Softmax, which has no temperature, local heads.
+pub fn alibi_slopes(heads: usize) -> Vec<f64> {
+    (0..heads)
+        .map(|h| (-8.0 * (h + 1) as f64 / heads as f64).exp2())
         .collect()
+}
+
+/// The decay rates `(H,)` of a model with `position_decay`, else `None`.
+pub(crate) fn decay_rates(cfg: &ModelConfig, device: &Device) -> Result<Option<Tensor>> {
+    if !cfg.position_decay {
+        return Ok(None);
+    }
+    let rates: Vec<f32> = alibi_slopes(cfg.num_heads)
+        .iter()
+        .map(|&r| r as f32)
+        .collect();
+    Ok(Some(Tensor::from_vec(rates, cfg.num_heads, device)?))
 }
 
 /// Applies `act`, recording its input as [`RangeKind::ActivationInput`].
@@ -209,7 +190,6 @@ pub(crate) fn attend(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
-    decay: Option<&PositionDecay>,
     ctx: &Ctx,
     mut rec: Option<&mut RangeRecorder>,
 ) -> Result<Tensor> {
@@ -219,8 +199,8 @@ pub(crate) fn attend(
     let (k, v) = (repeat_kv(k, h / kv_heads)?, repeat_kv(v, h / kv_heads)?);
     let q = (q * (1.0 / (d as f64).sqrt()))?; // scaling q is half the work of scaling scores
     let scores = q.matmul(&k.t()?)?; // (B, H, T, T)
-    let scores = match decay {
-        Some(decay) => norm.decay_scores(&scores, &decay.rates()?, mask)?,
+    let scores = match ctx.decay {
+        Some(rates) => norm.decay_scores(&scores, rates, mask)?,
         None => scores,
     };
     let weights = norm.forward(&scores, mask, layer, rec.as_deref_mut())?;

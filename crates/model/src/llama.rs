@@ -7,7 +7,7 @@ use candle_nn::{Embedding, Init, VarBuilder};
 use crate::attention_norm::CausalMask;
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::layers::{Ctx, INIT_STD, Linear, Norm, PositionDecay, activate, attend};
+use crate::layers::{Ctx, INIT_STD, Linear, Norm, activate, attend, decay_rates};
 use crate::ranges::RangeRecorder;
 use crate::rope::Rope;
 
@@ -20,8 +20,6 @@ struct Block {
     k_proj: Linear,
     v_proj: Linear,
     o_proj: Linear,
-    /// `self_attn.decay` when the config asks for a positional decay.
-    decay: Option<PositionDecay>,
     gate_proj: Linear,
     up_proj: Linear,
     down_proj: Linear,
@@ -60,10 +58,6 @@ impl Block {
             k_proj: Linear::load(att.pp("k_proj"), d, kv_dim, ab)?,
             v_proj: Linear::load(att.pp("v_proj"), d, kv_dim, ab)?,
             o_proj: Linear::load(att.pp("o_proj"), q_dim, d, ab)?,
-            decay: cfg
-                .position_decay
-                .then(|| PositionDecay::load(att.clone(), cfg.num_heads))
-                .transpose()?,
             gate_proj: Linear::load(mlp.pp("gate_proj"), d, ff, mb)?,
             up_proj: Linear::load(mlp.pp("up_proj"), d, ff, mb)?,
             down_proj: Linear::load(mlp.pp("down_proj"), ff, d, mb)?,
@@ -79,7 +73,7 @@ impl Block {
         let q = ctx.rope.apply(&heads(self.q_proj.forward(x)?, h)?)?;
         let k = ctx.rope.apply(&heads(self.k_proj.forward(x)?, kvh)?)?;
         let v = heads(self.v_proj.forward(x)?, kvh)?;
-        let y = attend(&q, &k, &v, self.decay.as_ref(), ctx, rec)?; // (B, T, H*hd)
+        let y = attend(&q, &k, &v, ctx, rec)?; // (B, T, H*hd)
         self.o_proj.forward(&y)
     }
 
@@ -152,12 +146,14 @@ impl Llama {
     pub fn hidden(&self, ids: &Tensor, mut rec: Option<&mut RangeRecorder>) -> Result<Tensor> {
         let t = ids.dim(1)?;
         let mask = CausalMask::new(t, ids.device())?;
+        let decay = decay_rates(&self.cfg, ids.device())?;
         let mut x = candle_core::Module::forward(&self.embed_tokens, ids)?; // (B, T, C)
         for (layer, block) in self.blocks.iter().enumerate() {
             let ctx = Ctx {
                 cfg: &self.cfg,
                 rope: &self.rope,
                 mask: &mask,
+                decay: decay.as_ref(),
                 layer,
             };
             x = block.forward(&x, &ctx, rec.as_deref_mut())?;

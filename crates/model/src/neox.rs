@@ -8,7 +8,7 @@ use candle_nn::{Embedding, Init, VarBuilder};
 use crate::attention_norm::CausalMask;
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::layers::{Ctx, INIT_STD, Linear, Norm, PositionDecay, activate, attend};
+use crate::layers::{Ctx, INIT_STD, Linear, Norm, activate, attend, decay_rates};
 use crate::ranges::RangeRecorder;
 use crate::rope::Rope;
 
@@ -19,8 +19,6 @@ struct Block {
     post_attention_layernorm: Norm,
     query_key_value: Linear,
     dense: Linear,
-    /// `attention.decay` when the config asks for a positional decay.
-    decay: Option<PositionDecay>,
     dense_h_to_4h: Linear,
     dense_4h_to_h: Linear,
 }
@@ -50,10 +48,6 @@ impl Block {
             )?,
             query_key_value: Linear::load(att.pp("query_key_value"), d, 3 * d, cfg.attention_bias)?,
             dense: Linear::load(att.pp("dense"), d, d, cfg.attention_bias)?,
-            decay: cfg
-                .position_decay
-                .then(|| PositionDecay::load(att.clone(), cfg.num_heads))
-                .transpose()?,
             dense_h_to_4h: Linear::load(mlp.pp("dense_h_to_4h"), d, cfg.intermediate_size, true)?,
             dense_4h_to_h: Linear::load(mlp.pp("dense_4h_to_h"), cfg.intermediate_size, d, true)?,
         })
@@ -71,7 +65,7 @@ impl Block {
         let q = ctx.rope.apply(&qkv.narrow(3, 0, hd)?.contiguous()?)?; // (B, H, T, hd)
         let k = ctx.rope.apply(&qkv.narrow(3, hd, hd)?.contiguous()?)?;
         let v = qkv.narrow(3, 2 * hd, hd)?.contiguous()?;
-        let y = attend(&q, &k, &v, self.decay.as_ref(), ctx, rec)?; // (B, T, C)
+        let y = attend(&q, &k, &v, ctx, rec)?; // (B, T, C)
         self.dense.forward(&y)
     }
 
@@ -150,12 +144,14 @@ impl GptNeox {
     pub fn hidden(&self, ids: &Tensor, mut rec: Option<&mut RangeRecorder>) -> Result<Tensor> {
         let t = ids.dim(1)?;
         let mask = CausalMask::new(t, ids.device())?;
+        let decay = decay_rates(&self.cfg, ids.device())?;
         let mut x = candle_core::Module::forward(&self.embed_in, ids)?; // (B, T, C)
         for (layer, block) in self.blocks.iter().enumerate() {
             let ctx = Ctx {
                 cfg: &self.cfg,
                 rope: &self.rope,
                 mask: &mask,
+                decay: decay.as_ref(),
                 layer,
             };
             x = block.forward(&x, &ctx, rec.as_deref_mut())?;

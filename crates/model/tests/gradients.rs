@@ -99,7 +99,7 @@ fn llama_every_parameter_gets_a_gradient() {
 }
 
 #[test]
-fn position_decay_gets_a_gradient_under_every_normalization() {
+fn every_parameter_gets_a_gradient_with_position_decay() {
     for model_type in ["gpt_neox", "llama"] {
         for norm in norms() {
             let mut lit = tiny(model_type, norm);

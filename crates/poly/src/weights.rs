@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use psf_model::layers::decay_rates;
+use psf_model::layers::alibi_slopes;
 use psf_model::{Activation, Arch, AttentionNorm, EpsScaling, ModelConfig, ModelConfigLiteral};
 
 use crate::error::{PolyError, Result};
@@ -129,15 +129,6 @@ impl Named {
         })
     }
 
-    /// The decay rates of `{prefix}.decay` when the model has a positional decay, else none.
-    fn decay(&self, prefix: &str, cfg: &ModelConfig) -> Result<Vec<f64>> {
-        if !cfg.position_decay {
-            return Ok(Vec::new());
-        }
-        let raw = self.get(&format!("{prefix}.decay"), &[cfg.num_heads])?;
-        Ok(decay_rates(&raw))
-    }
-
     fn norm(&self, prefix: &str, d: usize, layer_norm: bool, eps: f64) -> Result<NormWeights> {
         Ok(NormWeights {
             gamma: self.get(&format!("{prefix}.weight"), &[d])?,
@@ -253,6 +244,15 @@ fn activation_fn(a: Activation) -> Option<ActivationFn> {
     }
 }
 
+/// The positional decay's rates (ALiBi's slopes) when the model has one, else none.
+fn decay(cfg: &ModelConfig) -> Vec<f64> {
+    if cfg.position_decay {
+        alibi_slopes(cfg.num_heads)
+    } else {
+        Vec::new()
+    }
+}
+
 fn check_config(cfg: &ModelConfig) -> Result<()> {
     match &cfg.attention_norm {
         AttentionNorm::Power(ps) if ps.eps_scaling == EpsScaling::PerKey => {}
@@ -313,7 +313,7 @@ fn neox_layer(n: &Named, prefix: &str, cfg: &ModelConfig) -> Result<LayerWeights
             h * hd,
             cfg.attention_bias,
         )?,
-        decay: n.decay(&format!("{prefix}.attention"), cfg)?,
+        decay: decay(cfg),
         mlp: MlpWeights::Plain {
             up: n.linear(&format!("{prefix}.mlp.dense_h_to_4h"), ff, d, true)?,
             down: n.linear(&format!("{prefix}.mlp.dense_4h_to_h"), d, ff, true)?,
@@ -338,7 +338,7 @@ fn llama_layer(n: &Named, prefix: &str, cfg: &ModelConfig) -> Result<LayerWeight
         k: att("k_proj", kvd, d)?,
         v: att("v_proj", kvd, d)?,
         o: att("o_proj", d, qd)?,
-        decay: n.decay(&format!("{prefix}.self_attn"), cfg)?,
+        decay: decay(cfg),
         mlp: MlpWeights::Gated {
             gate: mlp("gate_proj", ff, d)?,
             up: mlp("up_proj", ff, d)?,

@@ -28,7 +28,7 @@ fn random(neox: bool, seed: u64) -> (Model, ModelConfig, PolyWeights) {
     random_from(literal(neox), seed)
 }
 
-/// As [`random`], from a literal; a positional decay gets per-head offsets of its own.
+/// As [`random`], from a literal.
 fn random_from(lit: ModelConfigLiteral, seed: u64) -> (Model, ModelConfig, PolyWeights) {
     let cfg = lit.try_build().unwrap();
     let dev = Device::Cpu;
@@ -36,10 +36,6 @@ fn random_from(lit: ModelConfigLiteral, seed: u64) -> (Model, ModelConfig, PolyW
     for (name, var) in psf_model::model::named_vars(&varmap) {
         if name.ends_with("weight") && var.rank() == 2 {
             var.set(&(var.as_tensor() * 8.0).unwrap()).unwrap();
-        }
-        if name.ends_with(".decay") {
-            let offsets = candle_core::Tensor::new(&[0.8f32, -0.5, 1.5, 0.0], &dev).unwrap();
-            var.set(&offsets).unwrap();
         }
     }
     let model = Model::with_varmap(&cfg, &varmap, seed, &dev).unwrap();
@@ -89,7 +85,7 @@ fn exact_mode_matches_candle() {
     }
 }
 
-/// The positional decay (learned per-head rates) in the f64 twin matches candle's.
+/// The positional decay (ALiBi's per-head rates) in the f64 twin matches candle's.
 #[test]
 fn exact_mode_matches_candle_with_position_decay() {
     for neox in [true, false] {

@@ -11,10 +11,10 @@ pub fn label(r: &ModelReport) -> String {
         Some(k) => k.to_string(),
         None => "?".into(),
     };
-    let norm = if r.decay_rates.is_empty() {
-        norm
-    } else {
+    let norm = if r.position_decay {
         format!("{norm} + decay")
+    } else {
+        norm
     };
     match r.step {
         Some(s) => format!("{norm} (step {s})"),
@@ -49,8 +49,7 @@ pub fn labels(reports: &[ModelReport]) -> Vec<String> {
 /// A Markdown table with a column per report and a row per measurement: parameters,
 /// held-out perplexity, each task's acc / acc_norm, each ICL point (exact match / pool-word
 /// match / mean target log-probability), each layer's mean attention distance (tokens,
-/// relative to uniform) and, where measured, each layer's attended weight (mean row sum) and
-/// learned positional decay rates.
+/// relative to uniform) and, where measured, each layer's attended weight (mean row sum).
 /// A cell is `-` where a report lacks the measurement.
 pub fn comparison_markdown(reports: &[ModelReport]) -> String {
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
@@ -100,22 +99,6 @@ pub fn comparison_markdown(reports: &[ModelReport]) -> String {
                 Some(format!("{:.3}", l.row_weight?))
             });
         }
-    }
-    let decayed = reports
-        .iter()
-        .map(|r| r.decay_rates.len())
-        .max()
-        .unwrap_or(0);
-    for layer in 0..decayed {
-        row(format!("decay rates, layer {layer}"), &|r| {
-            let rates: Vec<String> = r
-                .decay_rates
-                .get(layer)?
-                .iter()
-                .map(|v| format!("{v:.3}"))
-                .collect();
-            Some(rates.join(", "))
-        });
     }
     let mut s = format!(
         "| | {} |\n|---|{}\n",

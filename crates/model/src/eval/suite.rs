@@ -74,9 +74,9 @@ pub struct ModelReport {
     pub attention_norm: serde_json::Value,
     /// Parameters (weights and biases).
     pub parameters: usize,
-    /// The learned positional decay rates, per layer and head (empty without a decay).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub decay_rates: Vec<Vec<f64>>,
+    /// Whether the model has the positional decay (`position_decay`).
+    #[serde(default)]
+    pub position_decay: bool,
     /// Held-out perplexity.
     pub perplexity: Option<Perplexity>,
     /// Multiple-choice accuracies.
@@ -161,7 +161,7 @@ pub fn evaluate_dir(
         step: read_state(dir)?.map(|s| s.step),
         attention_norm: serde_json::to_value(&mcfg.attention_norm).unwrap_or_default(),
         parameters: parameter_count(dir)?,
-        decay_rates: decay_rates(dir)?,
+        position_decay: mcfg.position_decay,
         perplexity,
         tasks,
         icl,
@@ -198,28 +198,6 @@ pub fn parameter_count(dir: &Path) -> Result<usize> {
     Ok(tensors.values().map(|t| t.elem_count()).sum())
 }
 
-/// The positional decay rates per layer and head stored in `dir/model.safetensors`
-/// (`layers.{i}.*.decay` tensors; empty when the model has none).
-pub fn decay_rates(dir: &Path) -> Result<Vec<Vec<f64>>> {
-    let tensors = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu)?;
-    let mut layers: Vec<(usize, Vec<f64>)> = Vec::new();
-    for (name, t) in &tensors {
-        let Some(rest) = name.strip_suffix(".decay") else {
-            continue;
-        };
-        let layer = rest
-            .split('.')
-            .skip_while(|part| *part != "layers")
-            .nth(1)
-            .and_then(|i| i.parse().ok());
-        let Some(layer) = layer else { continue };
-        let raw = t.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?;
-        layers.push((layer, crate::layers::decay_rates(&raw)));
-    }
-    layers.sort_by_key(|(i, _)| *i);
-    Ok(layers.into_iter().map(|(_, r)| r).collect())
-}
-
 impl ModelReport {
     /// A plain-text table of the report (for stdout).
     pub fn to_table(&self) -> String {
@@ -230,9 +208,8 @@ impl ModelReport {
             self.parameters,
             self.attention_norm
         );
-        for (i, rates) in self.decay_rates.iter().enumerate() {
-            let r: Vec<String> = rates.iter().map(|r| format!("{r:.4}")).collect();
-            s += &format!("  layer {i} decay rates {}\n", r.join(", "));
+        if self.position_decay {
+            s += "  positional decay at ALiBi's slopes\n";
         }
         if let Some(p) = &self.perplexity {
             s += &format!(
