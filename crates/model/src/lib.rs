@@ -1,7 +1,9 @@
 //! psf-model: transformer language models with Power-Softmax attention (DESIGN.md §2).
 //!
 //! Two layouts loaded by Hugging Face tensor names: GPT-NeoX/Pythia ([`neox`]) and Llama
-//! ([`llama`]); the attention normalization is a configuration choice ([`attention_norm`]).
+//! ([`llama`]); the attention normalization is a configuration choice ([`attention_norm`]),
+//! optionally with a positional decay of the weights at ALiBi's slopes
+//! ([`layers::alibi_slopes`]).
 //! Training ([`train`]) and evaluation ([`eval`]) run on candle's CPU backend. This crate has
 //! no homomorphic-encryption dependency.
 
