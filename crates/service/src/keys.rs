@@ -17,7 +17,7 @@ use psf_ckks::EvaluationKeys;
 use psf_ckks::serialization::WireDecode;
 
 use crate::api::{KeyStatus, SessionCreated, SessionMode, SessionStatus};
-use crate::server::{AppState, SessionId, Shared, answer, read_body, status_of};
+use crate::server::{AppState, SessionId, Shared, answer, read_body, refuse, status_of};
 use crate::session::{Keys, Session, SessionStore, short_id};
 use crate::workload::{Context, Engine, KeySet, missing};
 use crate::{Result, ServiceError};
@@ -28,11 +28,10 @@ pub(crate) async fn create_session(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let result = async {
-        let mode = session_mode(uri.query())?;
-        create_session_inner(&state, mode, &headers, body).await
-    }
-    .await;
+    let result = match session_mode(uri.query()) {
+        Ok(mode) => create_session_inner(&state, mode, &headers, body).await,
+        Err(e) => refuse(&state, &headers, body, state.limits.max_key_bytes, e).await,
+    };
     answer(&state, result.map(|c| (StatusCode::CREATED, axum::Json(c))))
 }
 
@@ -66,11 +65,16 @@ async fn create_session_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<SessionCreated> {
-    state.open()?;
-    state.engine.keys(mode)?;
-    state.store.check_capacity()?;
-    let _upload = upload_permit(state)?;
     let limit = state.limits.max_key_bytes;
+    let admitted = state.open().and_then(|()| {
+        state.engine.keys(mode)?;
+        state.store.check_capacity()?;
+        upload_permit(state)
+    });
+    let _upload = match admitted {
+        Ok(permit) => permit,
+        Err(e) => return refuse(state, headers, body, limit, e).await,
+    };
     let bytes = read_body(state, headers, body, "evaluation keys", limit).await?;
     let key_bytes = bytes.len() as u64;
     state.store.reserve(key_bytes)?;
@@ -166,17 +170,15 @@ async fn upload(
     body: Body,
     kind: Upload,
 ) -> Result<SessionStatus> {
-    state.open()?;
-    let session = state.store.get(id)?;
-    let _upload = upload_permit(state)?;
-    let bytes = read_body(
-        state,
-        headers,
-        body,
-        kind.what(),
-        state.limits.max_key_bytes,
-    )
-    .await?;
+    let limit = state.limits.max_key_bytes;
+    let admitted = state
+        .open()
+        .and_then(|()| Ok((state.store.get(id)?, upload_permit(state)?)));
+    let (session, _upload) = match admitted {
+        Ok(admitted) => admitted,
+        Err(e) => return refuse(state, headers, body, limit, e).await,
+    };
+    let bytes = read_body(state, headers, body, kind.what(), limit).await?;
     let len = bytes.len() as u64;
     state.store.reserve(len)?;
     let (engine, s) = (state.engine.clone(), session.clone());

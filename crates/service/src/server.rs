@@ -267,6 +267,14 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionId {
     }
 }
 
+/// The body length a request declares (`Content-Length`), if it declares a valid one.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 /// Reads `body` to its end, refusing more than `limit` bytes (as declared or as received)
 /// and bodies that take longer than the upload timeout.
 pub(crate) async fn read_body(
@@ -276,10 +284,7 @@ pub(crate) async fn read_body(
     what: &'static str,
     limit: u64,
 ) -> Result<Vec<u8>> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(headers);
     if let Some(size) = declared.filter(|&s| s > limit) {
         return Err(ServiceError::PayloadTooLarge { what, size, limit });
     }
@@ -310,6 +315,34 @@ pub(crate) async fn read_body(
         .metrics
         .add(&state.metrics.bytes_received, out.len() as u64);
     Ok(out)
+}
+
+/// Refuses a request whose body has not been read: the body is received and dropped first,
+/// frame by frame (up to `limit` bytes, as declared or received, within the upload timeout),
+/// because a client still sending it would otherwise see the connection reset, not `error`.
+pub(crate) async fn refuse<T>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    limit: u64,
+    error: ServiceError,
+) -> Result<T> {
+    let declared = declared_length(headers);
+    // A body over the limit is not received: its connection closes after the answer.
+    if declared.is_none_or(|size| size <= limit) {
+        let drain = async {
+            let (mut body, mut size) = (body, 0u64);
+            while let Some(Ok(frame)) = body.frame().await {
+                size += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if size > limit {
+                    break;
+                }
+            }
+        };
+        let timeout = Duration::from_secs(state.limits.upload_timeout_secs);
+        let _ = tokio::time::timeout(timeout, drain).await;
+    }
+    Err(error)
 }
 
 pub(crate) async fn status_of(state: &AppState, session: Arc<Session>) -> Result<SessionStatus> {
@@ -398,7 +431,7 @@ async fn forward(
 ) -> Response {
     let result = match forward_positions(uri.query()) {
         Ok(positions) => run_job(&state, &id, &headers, body, JobKind::Forward(positions)).await,
-        Err(e) => Err(e),
+        Err(e) => refuse(&state, &headers, body, state.limits.max_input_bytes, e).await,
     };
     answer(&state, result.map(binary))
 }
@@ -411,9 +444,12 @@ async fn step(
     body: Body,
 ) -> Response {
     let result = match uri.query() {
-        Some(q) if !q.is_empty() => Err(ServiceError::InvalidRequest {
-            reason: format!("a step takes no query parameters, got {q:?}"),
-        }),
+        Some(q) if !q.is_empty() => {
+            let e = ServiceError::InvalidRequest {
+                reason: format!("a step takes no query parameters, got {q:?}"),
+            };
+            refuse(&state, &headers, body, state.limits.max_input_bytes, e).await
+        }
         _ => run_job(&state, &id, &headers, body, JobKind::Step).await,
     };
     answer(&state, result.map(binary))
@@ -451,9 +487,11 @@ async fn run_job(
     body: Body,
     kind: JobKind,
 ) -> Result<Vec<u8>> {
-    state.open()?;
-    let session = state.store.get(id)?;
     let limit = state.limits.max_input_bytes;
+    let session = match state.open().and_then(|()| state.store.get(id)) {
+        Ok(session) => session,
+        Err(e) => return refuse(state, headers, body, limit, e).await,
+    };
     let bytes = read_body(state, headers, body, "ciphertext batch", limit).await?;
     let (engine, store, s) = (state.engine.clone(), state.store.clone(), session.clone());
     let limits = state.limits.clone();

@@ -238,6 +238,33 @@ async fn wrong_parameters_missing_keys_unknown_sessions() {
     server.shutdown().await;
 }
 
+/// Requests refused before their body is read (an unknown session, a bad query) still get
+/// their typed answer while the client is sending a body of megabytes: the server receives
+/// and drops the body first instead of resetting the connection under the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_refused_before_their_body_get_typed_errors() {
+    let server = TestServer::start(test_limits()).await;
+    let c = &server.client;
+    let ghost = "0123456789abcdef0123456789abcdef";
+    let batch = vec![0u8; 1 << 20];
+    let keys = vec![0u8; 12 << 20];
+    for _ in 0..3 {
+        let e = c
+            .job_raw(ghost, "forward", batch.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), (404, "unknown_session".into()), "{e}");
+        let e = c.job_raw(ghost, "step?x=1", batch.clone()).await;
+        assert_eq!(code(&e.unwrap_err()).0, 400);
+        let e = c.job_raw(ghost, "forward?seed=3", batch.clone()).await;
+        assert_eq!(code(&e.unwrap_err()), (400, "invalid_request".into()));
+        let e = c.upload_raw(ghost, "keys", keys.clone()).await.unwrap_err();
+        assert_eq!(code(&e), (404, "unknown_session".into()), "{e}");
+    }
+    still_serves(&server, 9).await;
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_and_truncated_uploads() {
     let limits = Limits {
