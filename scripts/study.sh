@@ -4,7 +4,7 @@
 # can be stopped and restarted at will. Logs: target-model/study/<run>.log; each finished run
 # is evaluated once (target-model/study/<run>.eval.{json,txt}), and its report and training
 # log are copied to experiments/reports/ to be committed (checkpoints stay in target-model).
-# Order: the 10M-token pair with the learned positional decay, the other depth runs (16 and
+# Order: the 10M-token pair with the positional decay, the other depth runs (16 and
 # 32 layers at d=128, 2M tokens each), the 10M-token softmax/p=4 pair at a second seed, an
 # ICL arm (2 layers, d=128, 16M tokens of synthetic episodes each), the other 10M-token
 # powers; last, the runs whose results EXPERIMENTS.md already reports from earlier sessions
