@@ -183,6 +183,29 @@ impl AttentionNorm {
         })
     }
 
+    /// Centers causal scores `(B, H, T, T)` by a share of their row mean: `s_ij - a_h m_i`,
+    /// `m_i` the mean of query i's visible scores, `a`: `(H,)` (learned, 0 = no change).
+    ///
+    /// Softmax is invariant to a shift of a row, so a query-dependent offset `q_i . mean(k)`
+    /// costs it nothing; Power-Softmax is invariant to a scaling instead, and an offset common
+    /// to a row's scores flattens its weights. Subtracting the mean gives the model that shift
+    /// invariance back where it wants it. Under HE it is a linear step: one more sum over the
+    /// keys (as the denominator's) and a plaintext product by `a_h / L_i`.
+    pub fn center_scores(
+        &self,
+        scores: &Tensor,
+        share: &Tensor,
+        mask: &CausalMask,
+    ) -> Result<Tensor> {
+        let h = share.dim(0)?;
+        let mean = scores
+            .broadcast_mul(&mask.keep)?
+            .sum_keepdim(D::Minus1)?
+            .broadcast_div(&mask.keys)?; // (B, H, T, 1)
+        let offset = mean.broadcast_mul(&share.reshape((1, h, 1, 1))?)?;
+        Ok(scores.broadcast_sub(&offset)?)
+    }
+
     fn fused_kind(&self) -> Option<CausalKind> {
         match self {
             AttentionNorm::Softmax => Some(CausalKind::Softmax),
@@ -503,6 +526,35 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Centering subtracts share_h times the mean of each row's visible scores (future keys
+    /// ignored): checked against a direct computation, and share 0 changes nothing.
+    #[test]
+    fn centering_subtracts_a_share_of_the_visible_mean() {
+        let (h, t) = (2, 5);
+        let mask = CausalMask::new(t, &Device::Cpu).unwrap();
+        let s = scores(1, h, t, 33);
+        let sv = s.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let norm = power(1e-2, EpsScaling::PerKey, PowerForm::Stable);
+        let shares = [1.0f32, 0.4];
+        let share_t = Tensor::new(&shares, &Device::Cpu).unwrap();
+        let got = norm.center_scores(&s, &share_t, &mask).unwrap();
+        let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for hh in 0..h {
+            for i in 0..t {
+                let row = |j: usize| sv[(hh * t + i) * t + j];
+                let mean = (0..=i).map(row).sum::<f32>() / (i + 1) as f32;
+                for j in 0..t {
+                    let want = row(j) - shares[hh] * mean;
+                    let g = got[(hh * t + i) * t + j];
+                    assert!((g - want).abs() < 1e-5, "h{hh} i{i} j{j}: {g} vs {want}");
+                }
+            }
+        }
+        let zero = Tensor::zeros(h, DType::F32, &Device::Cpu).unwrap();
+        let same = norm.center_scores(&s, &zero, &mask).unwrap();
+        assert!(max_diff(&same, &s) == 0.0);
     }
 
     /// The fused kernels (f32) against the composed ops: values and gradients.

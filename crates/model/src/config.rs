@@ -132,6 +132,11 @@ pub struct ModelConfigLiteral {
     /// false; `crate::layers::alibi_slopes`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position_decay: Option<bool>,
+    /// Ours: subtract a learned share of each query row's mean visible score before
+    /// normalizing (default false; Power-Softmax and pointwise only, see
+    /// `AttentionNorm::center_scores`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score_centering: Option<bool>,
 }
 
 /// A checked, resolved model configuration.
@@ -175,6 +180,8 @@ pub struct ModelConfig {
     pub attention_norm: AttentionNorm,
     /// Per-head positional decay of the attention weights at ALiBi's slopes.
     pub position_decay: bool,
+    /// Each layer subtracts a learned per-head share of the row's mean score.
+    pub score_centering: bool,
 }
 
 impl ModelConfigLiteral {
@@ -254,6 +261,12 @@ impl ModelConfigLiteral {
         };
         let attention_norm = self.attention_norm.clone().unwrap_or_default();
         attention_norm.validate()?;
+        let score_centering = self.score_centering.unwrap_or(false);
+        if score_centering && attention_norm == AttentionNorm::Softmax {
+            return Err(invalid(
+                "score_centering does nothing under softmax, which is shift invariant".into(),
+            ));
+        }
         Ok(ModelConfig {
             arch,
             vocab_size: self.vocab_size,
@@ -274,6 +287,7 @@ impl ModelConfigLiteral {
             mlp_bias: neox || self.mlp_bias.unwrap_or(false),
             attention_norm,
             position_decay: self.position_decay.unwrap_or(false),
+            score_centering,
         })
     }
 
@@ -331,6 +345,7 @@ impl ModelConfig {
             mlp_bias: (!neox).then_some(self.mlp_bias),
             attention_norm: Some(self.attention_norm.clone()),
             position_decay: self.position_decay.then_some(true),
+            score_centering: self.score_centering.then_some(true),
             ..Default::default()
         }
     }

@@ -151,6 +151,19 @@ pub fn alibi_slopes(heads: usize) -> Vec<f64> {
         .collect()
 }
 
+/// A layer's score-centering shares `(H,)` (`{vb}.score_centering`, initialized to 0, i.e.
+/// no centering) when the model has `score_centering`, else `None`.
+pub(crate) fn load_centering(vb: &VarBuilder, cfg: &ModelConfig) -> Result<Option<Tensor>> {
+    if !cfg.score_centering {
+        return Ok(None);
+    }
+    Ok(Some(vb.get_with_hints(
+        cfg.num_heads,
+        "score_centering",
+        Init::Const(0.0),
+    )?))
+}
+
 /// The decay rates `(H,)` of a model with `position_decay`, else `None`.
 pub(crate) fn decay_rates(cfg: &ModelConfig, device: &Device) -> Result<Option<Tensor>> {
     if !cfg.position_decay {
@@ -184,12 +197,14 @@ pub fn activate(
 }
 
 /// Scaled dot-product attention with grouped-query heads: q `(B, H, T, D)`, k and v
-/// `(B, Hkv, T, D)`, optionally with a positional decay; returns `(B, T, H * D)`. A recorder made by
+/// `(B, Hkv, T, D)`, optionally with score centering (the layer's shares `(H,)`) and a
+/// positional decay; returns `(B, T, H * D)`. A recorder made by
 /// [`RangeRecorder::with_attention`] also receives the attention weights `(B, H, T, T)`.
 pub(crate) fn attend(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
+    centering: Option<&Tensor>,
     ctx: &Ctx,
     mut rec: Option<&mut RangeRecorder>,
 ) -> Result<Tensor> {
@@ -199,6 +214,10 @@ pub(crate) fn attend(
     let (k, v) = (repeat_kv(k, h / kv_heads)?, repeat_kv(v, h / kv_heads)?);
     let q = (q * (1.0 / (d as f64).sqrt()))?; // scaling q is half the work of scaling scores
     let scores = q.matmul(&k.t()?)?; // (B, H, T, T)
+    let scores = match centering {
+        Some(share) => norm.center_scores(&scores, share, mask)?,
+        None => scores,
+    };
     let scores = match ctx.decay {
         Some(rates) => norm.decay_scores(&scores, rates, mask)?,
         None => scores,

@@ -7,7 +7,7 @@ use candle_nn::{Embedding, Init, VarBuilder};
 use crate::attention_norm::CausalMask;
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::layers::{Ctx, INIT_STD, Linear, Norm, activate, attend, decay_rates};
+use crate::layers::{Ctx, INIT_STD, Linear, Norm, activate, attend, decay_rates, load_centering};
 use crate::ranges::RangeRecorder;
 use crate::rope::Rope;
 
@@ -23,6 +23,8 @@ struct Block {
     gate_proj: Linear,
     up_proj: Linear,
     down_proj: Linear,
+    /// Score-centering shares `(H,)` (`score_centering`), `{attention}.score_centering`.
+    score_centering: Option<Tensor>,
 }
 
 /// A Llama causal language model.
@@ -61,6 +63,7 @@ impl Block {
             gate_proj: Linear::load(mlp.pp("gate_proj"), d, ff, mb)?,
             up_proj: Linear::load(mlp.pp("up_proj"), d, ff, mb)?,
             down_proj: Linear::load(mlp.pp("down_proj"), ff, d, mb)?,
+            score_centering: load_centering(&att, cfg)?,
         })
     }
 
@@ -73,7 +76,7 @@ impl Block {
         let q = ctx.rope.apply(&heads(self.q_proj.forward(x)?, h)?)?;
         let k = ctx.rope.apply(&heads(self.k_proj.forward(x)?, kvh)?)?;
         let v = heads(self.v_proj.forward(x)?, kvh)?;
-        let y = attend(&q, &k, &v, ctx, rec)?; // (B, T, H*hd)
+        let y = attend(&q, &k, &v, self.score_centering.as_ref(), ctx, rec)?; // (B, T, H*hd)
         self.o_proj.forward(&y)
     }
 

@@ -8,7 +8,7 @@ use candle_nn::{Embedding, Init, VarBuilder};
 use crate::attention_norm::CausalMask;
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::layers::{Ctx, INIT_STD, Linear, Norm, activate, attend, decay_rates};
+use crate::layers::{Ctx, INIT_STD, Linear, Norm, activate, attend, decay_rates, load_centering};
 use crate::ranges::RangeRecorder;
 use crate::rope::Rope;
 
@@ -21,6 +21,8 @@ struct Block {
     dense: Linear,
     dense_h_to_4h: Linear,
     dense_4h_to_h: Linear,
+    /// Score-centering shares `(H,)` (`score_centering`), `{attention}.score_centering`.
+    score_centering: Option<Tensor>,
 }
 
 /// A GPT-NeoX causal language model.
@@ -50,6 +52,7 @@ impl Block {
             dense: Linear::load(att.pp("dense"), d, d, cfg.attention_bias)?,
             dense_h_to_4h: Linear::load(mlp.pp("dense_h_to_4h"), d, cfg.intermediate_size, true)?,
             dense_4h_to_h: Linear::load(mlp.pp("dense_4h_to_h"), cfg.intermediate_size, d, true)?,
+            score_centering: load_centering(&att, cfg)?,
         })
     }
 
@@ -65,7 +68,7 @@ impl Block {
         let q = ctx.rope.apply(&qkv.narrow(3, 0, hd)?.contiguous()?)?; // (B, H, T, hd)
         let k = ctx.rope.apply(&qkv.narrow(3, hd, hd)?.contiguous()?)?;
         let v = qkv.narrow(3, 2 * hd, hd)?.contiguous()?;
-        let y = attend(&q, &k, &v, ctx, rec)?; // (B, T, C)
+        let y = attend(&q, &k, &v, self.score_centering.as_ref(), ctx, rec)?; // (B, T, C)
         self.dense.forward(&y)
     }
 

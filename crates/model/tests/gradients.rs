@@ -110,6 +110,21 @@ fn every_parameter_gets_a_gradient_with_position_decay() {
 }
 
 #[test]
+fn every_parameter_gets_a_gradient_with_score_centering() {
+    for model_type in ["gpt_neox", "llama"] {
+        for norm in norms() {
+            if norm == AttentionNorm::Softmax {
+                continue; // rejected: a shift changes nothing under softmax
+            }
+            let mut lit = tiny(model_type, norm);
+            lit.score_centering = Some(true);
+            lit.position_decay = Some(true);
+            check_all_gradients(lit, false);
+        }
+    }
+}
+
+#[test]
 fn range_loss_keeps_every_gradient() {
     for model_type in ["gpt_neox", "llama"] {
         let norm = AttentionNorm::Power(PowerSoftmax {

@@ -265,6 +265,11 @@ fn check_config(cfg: &ModelConfig) -> Result<()> {
     if activation_fn(cfg.activation).is_none() {
         return Err(PolyError::Unsupported("ReLU MLP".into()));
     }
+    if cfg.score_centering {
+        return Err(PolyError::Unsupported(
+            "score_centering (an experiment of the training study, not in the HE circuit)".into(),
+        ));
+    }
 
     Ok(())
 }

@@ -112,6 +112,18 @@ fn exact_mode_matches_candle_with_position_decay() {
     }
 }
 
+/// Score centering (a training-study option) is not in the polynomial circuit: a model with it
+/// is refused with a typed error, not converted without it.
+#[test]
+fn score_centering_is_refused_not_dropped() {
+    let mut lit = literal(true);
+    lit.score_centering = Some(true);
+    let cfg = lit.try_build().unwrap();
+    let (_, varmap) = Model::init_random(&cfg, 3, &Device::Cpu).unwrap();
+    let err = PolyWeights::from_tensors(var_tensors(&varmap), cfg).unwrap_err();
+    assert!(err.to_string().contains("score_centering"), "{err}");
+}
+
 #[test]
 fn polynomial_mode_tracks_exact_and_counts_ranges() {
     let (model, cfg, weights) = random(true, 5);

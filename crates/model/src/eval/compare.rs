@@ -16,6 +16,11 @@ pub fn label(r: &ModelReport) -> String {
     } else {
         norm
     };
+    let norm = if r.score_centering {
+        format!("{norm} + centering")
+    } else {
+        norm
+    };
     match r.step {
         Some(s) => format!("{norm} (step {s})"),
         None => norm,

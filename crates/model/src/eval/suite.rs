@@ -77,6 +77,9 @@ pub struct ModelReport {
     /// Whether the model has the positional decay (`position_decay`).
     #[serde(default)]
     pub position_decay: bool,
+    /// Whether the model centers its scores (`score_centering`).
+    #[serde(default)]
+    pub score_centering: bool,
     /// Held-out perplexity.
     pub perplexity: Option<Perplexity>,
     /// Multiple-choice accuracies.
@@ -162,6 +165,7 @@ pub fn evaluate_dir(
         attention_norm: serde_json::to_value(&mcfg.attention_norm).unwrap_or_default(),
         parameters: parameter_count(dir)?,
         position_decay: mcfg.position_decay,
+        score_centering: mcfg.score_centering,
         perplexity,
         tasks,
         icl,
@@ -210,6 +214,9 @@ impl ModelReport {
         );
         if self.position_decay {
             s += "  positional decay at ALiBi's slopes\n";
+        }
+        if self.score_centering {
+            s += "  scores centered by a learned share of the row mean\n";
         }
         if let Some(p) = &self.perplexity {
             s += &format!(
