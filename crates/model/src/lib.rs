@@ -3,7 +3,8 @@
 //! Two layouts loaded by Hugging Face tensor names: GPT-NeoX/Pythia ([`neox`]) and Llama
 //! ([`llama`]); the attention normalization is a configuration choice ([`attention_norm`]),
 //! optionally with a positional decay of the weights at ALiBi's slopes
-//! ([`layers::alibi_slopes`]).
+//! ([`layers::alibi_slopes`]) and, as a study option, scores centered by a learned share of
+//! each row's mean ([`attention_norm::AttentionNorm::center_scores`]).
 //! Training ([`train`]) and evaluation ([`eval`]) run on candle's CPU backend. This crate has
 //! no homomorphic-encryption dependency.
 
