@@ -8,6 +8,10 @@
 //! `w_ij` over keys `j <= i`, `d_i = sum_j w_ij (i - j)`, averaged over queries, heads and
 //! sequences. Uniform causal attention has `d_i = i / 2`; the ratio to that baseline
 //! (`relative`) is 0 for attention to the token itself and 1 for uniform attention.
+//!
+//! Sharpness of a layer, whatever the distance: the mean largest share of a row
+//! (`top_weight`) and the row's entropy relative to uniform attention over its keys
+//! (`entropy`: 0 for one key, 1 for uniform), over queries with at least two keys.
 
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -70,6 +74,14 @@ pub struct LayerLocality {
     /// was measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_weight: Option<f64>,
+    /// Mean largest share of a row (rows taken as distributions, queries with two keys or
+    /// more). `None` in reports written before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_weight: Option<f64>,
+    /// Mean entropy of a row divided by that of uniform attention over its keys (0: one
+    /// key, 1: uniform; same rows as `top_weight`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entropy: Option<f64>,
 }
 
 /// Accumulates distances over sequences.
@@ -81,6 +93,9 @@ struct Acc {
     weight: f64, // summed row weights, every head
     uniform: f64,
     rows: f64,
+    top: f64,        // summed largest shares, rows with >= 2 keys
+    entropy: f64,    // summed relative entropies, same rows
+    sharp_rows: f64, // rows counted in `top` and `entropy`
 }
 
 /// Locality of every layer, averaged over `windows` non-overlapping windows of `seq_len`
@@ -126,6 +141,8 @@ pub fn locality(
                 relative: mean / (a.uniform / a.rows).max(f64::MIN_POSITIVE),
                 local_mass: a.mass / a.head_rows.iter().sum::<f64>().max(1.0),
                 row_weight: Some(a.weight / (a.rows * a.dist.len() as f64).max(1.0)),
+                top_weight: Some(a.top / a.sharp_rows.max(1.0)),
+                entropy: Some(a.entropy / a.sharp_rows.max(1.0)),
                 per_head,
             }
         })
@@ -155,10 +172,29 @@ fn accumulate(acc: &mut Acc, map: &LayerMap) {
             acc.dist[h] += d / total;
             acc.head_rows[h] += 1.0;
             acc.mass += (row[i] as f64 + if i > 0 { row[i - 1] as f64 } else { 0.0 }) / total;
+            if i > 0 {
+                let (top, entropy) = sharpness(&row[..=i], total);
+                acc.top += top;
+                acc.entropy += entropy;
+                acc.sharp_rows += 1.0;
+            }
         }
     }
     acc.uniform += (0..t).map(|i| i as f64 / 2.0).sum::<f64>();
     acc.rows += t as f64;
+}
+
+/// `(largest share, entropy / ln(keys))` of a row of at least two keys with positive `total`.
+fn sharpness(row: &[f32], total: f64) -> (f64, f64) {
+    let (mut top, mut h) = (0f64, 0f64);
+    for &w in row {
+        let q = w.max(0.0) as f64 / total;
+        top = top.max(q);
+        if q > 0.0 {
+            h -= q * q.ln();
+        }
+    }
+    (top, h / (row.len() as f64).ln())
 }
 
 #[cfg(test)]
@@ -189,6 +225,12 @@ mod tests {
         let uniform = a.uniform / a.rows;
         assert!((a.dist[0] / a.rows).abs() < 1e-12);
         assert!((a.dist[1] / a.rows - uniform).abs() < 1e-6);
+        // Sharpness over rows 1..5 of both heads: one-hot (top 1, entropy 0) and uniform
+        // (top 1/(i+1), entropy 1).
+        assert_eq!(a.sharp_rows, 8.0);
+        let top_uniform: f64 = (1..t).map(|i| 1.0 / (i + 1) as f64).sum();
+        assert!((a.top - (4.0 + top_uniform)).abs() < 1e-6, "{}", a.top);
+        assert!((a.entropy - 4.0).abs() < 1e-6, "{}", a.entropy);
     }
 
     #[test]

@@ -105,6 +105,18 @@ pub fn comparison_markdown(reports: &[ModelReport]) -> String {
             });
         }
     }
+    let sharp = |r: &ModelReport| r.locality.iter().any(|l| l.top_weight.is_some());
+    if reports.iter().any(sharp) {
+        for layer in 0..layers {
+            row(
+                format!("largest share / relative entropy, layer {layer}"),
+                &|r| {
+                    let l = r.locality.iter().find(|l| l.layer == layer)?;
+                    Some(format!("{:.3} / {:.3}", l.top_weight?, l.entropy?))
+                },
+            );
+        }
+    }
     let mut s = format!(
         "| | {} |\n|---|{}\n",
         labels(reports).join(" | "),
@@ -189,10 +201,20 @@ mod tests {
             r#"{"layer":0,"per_head":[3.0],"mean":3.0,"relative":0.5,"local_mass":0.2,
                        "row_weight":0.8125}"#,
         );
+        let sharp = r(
+            r#"{"layer":0,"per_head":[3.0],"mean":3.0,"relative":0.5,"local_mass":0.2,
+                       "row_weight":1.0,"top_weight":0.25,"entropy":0.875}"#,
+        );
         assert!(!comparison_markdown(std::slice::from_ref(&old)).contains("attended"));
-        let md = comparison_markdown(&[old, new]);
+        let md = comparison_markdown(&[old, new.clone()]);
         assert!(
             md.contains("| attended weight, layer 0 | - | 0.812 |"),
+            "{md}"
+        );
+        assert!(!md.contains("entropy"), "{md}");
+        let md = comparison_markdown(&[new, sharp]);
+        assert!(
+            md.contains("| largest share / relative entropy, layer 0 | - | 0.250 / 0.875 |"),
             "{md}"
         );
     }

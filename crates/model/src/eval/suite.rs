@@ -255,6 +255,9 @@ impl ModelReport {
             if let Some(w) = l.row_weight {
                 s += &format!(", attended weight {w:.3}");
             }
+            if let (Some(top), Some(h)) = (l.top_weight, l.entropy) {
+                s += &format!(", largest share {top:.3}, relative entropy {h:.3}");
+            }
             s += "\n";
         }
         s
