@@ -141,6 +141,12 @@ fn attention_capture_matches_the_forward_pass() {
             loc.iter()
                 .all(|l| (l.row_weight.unwrap() - 1.0).abs() < 1e-4)
         );
+        // A row's largest share lies between uniform over 16 keys and 1; entropies in [0, 1].
+        for l in &loc {
+            let (top, h) = (l.top_weight.unwrap(), l.entropy.unwrap());
+            assert!(top > 1.0 / 16.0 && top <= 1.0 + 1e-9, "top {top}");
+            assert!((0.0..=1.0 + 1e-9).contains(&h), "entropy {h}");
+        }
     }
     // With eps, `eps * L` in the denominator takes a share of every row.
     let (model, _) = tiny(power4(), 40);
