@@ -120,6 +120,24 @@ impl CausalMask {
     }
 }
 
+/// Centers causal scores `(B, H, T, T)` by a share of their row mean: `s_ij - a_h m_i`,
+/// `m_i` the mean of query i's visible scores, `a`: `(H,)` (learned, 0 = no change).
+///
+/// Softmax is invariant to a shift of a row, so a query-dependent offset `q_i . mean(k)`
+/// costs it nothing; Power-Softmax is invariant to a scaling instead, and an offset common
+/// to a row's scores flattens its weights. Subtracting the mean gives the model that shift
+/// invariance back where it wants it. Under HE it is a linear step: one more sum over the
+/// keys (as the denominator's) and a plaintext product by `a_h / L_i`.
+pub fn center_scores(scores: &Tensor, share: &Tensor, mask: &CausalMask) -> Result<Tensor> {
+    let h = share.dim(0)?;
+    let mean = scores
+        .broadcast_mul(&mask.keep)?
+        .sum_keepdim(D::Minus1)?
+        .broadcast_div(&mask.keys)?; // (B, H, T, 1)
+    let offset = mean.broadcast_mul(&share.reshape((1, h, 1, 1))?)?;
+    Ok(scores.broadcast_sub(&offset)?)
+}
+
 impl AttentionNorm {
     /// Checks the parameters (even p in 2..=16, eps >= 0, delta > 0).
     pub fn validate(&self) -> Result<()> {
@@ -181,29 +199,6 @@ impl AttentionNorm {
             }
             AttentionNorm::ReluLinear => scores.broadcast_mul(&rd.neg()?.exp()?)?,
         })
-    }
-
-    /// Centers causal scores `(B, H, T, T)` by a share of their row mean: `s_ij - a_h m_i`,
-    /// `m_i` the mean of query i's visible scores, `a`: `(H,)` (learned, 0 = no change).
-    ///
-    /// Softmax is invariant to a shift of a row, so a query-dependent offset `q_i . mean(k)`
-    /// costs it nothing; Power-Softmax is invariant to a scaling instead, and an offset common
-    /// to a row's scores flattens its weights. Subtracting the mean gives the model that shift
-    /// invariance back where it wants it. Under HE it is a linear step: one more sum over the
-    /// keys (as the denominator's) and a plaintext product by `a_h / L_i`.
-    pub fn center_scores(
-        &self,
-        scores: &Tensor,
-        share: &Tensor,
-        mask: &CausalMask,
-    ) -> Result<Tensor> {
-        let h = share.dim(0)?;
-        let mean = scores
-            .broadcast_mul(&mask.keep)?
-            .sum_keepdim(D::Minus1)?
-            .broadcast_div(&mask.keys)?; // (B, H, T, 1)
-        let offset = mean.broadcast_mul(&share.reshape((1, h, 1, 1))?)?;
-        Ok(scores.broadcast_sub(&offset)?)
     }
 
     fn fused_kind(&self) -> Option<CausalKind> {
@@ -536,10 +531,9 @@ mod tests {
         let mask = CausalMask::new(t, &Device::Cpu).unwrap();
         let s = scores(1, h, t, 33);
         let sv = s.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let norm = power(1e-2, EpsScaling::PerKey, PowerForm::Stable);
         let shares = [1.0f32, 0.4];
         let share_t = Tensor::new(&shares, &Device::Cpu).unwrap();
-        let got = norm.center_scores(&s, &share_t, &mask).unwrap();
+        let got = center_scores(&s, &share_t, &mask).unwrap();
         let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         for hh in 0..h {
             for i in 0..t {
@@ -553,7 +547,7 @@ mod tests {
             }
         }
         let zero = Tensor::zeros(h, DType::F32, &Device::Cpu).unwrap();
-        let same = norm.center_scores(&s, &zero, &mask).unwrap();
+        let same = center_scores(&s, &zero, &mask).unwrap();
         assert!(max_diff(&same, &s) == 0.0);
     }
 

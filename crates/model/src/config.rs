@@ -134,7 +134,7 @@ pub struct ModelConfigLiteral {
     pub position_decay: Option<bool>,
     /// Ours: subtract a learned share of each query row's mean visible score before
     /// normalizing (default false; Power-Softmax and pointwise only, see
-    /// `AttentionNorm::center_scores`).
+    /// `attention_norm::center_scores`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub score_centering: Option<bool>,
 }

@@ -4,7 +4,7 @@
 use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use crate::attention_norm::CausalMask;
+use crate::attention_norm::{CausalMask, center_scores};
 use crate::config::{Activation, ModelConfig};
 use crate::error::Result;
 use crate::fused;
@@ -215,7 +215,7 @@ pub(crate) fn attend(
     let q = (q * (1.0 / (d as f64).sqrt()))?; // scaling q is half the work of scaling scores
     let scores = q.matmul(&k.t()?)?; // (B, H, T, T)
     let scores = match centering {
-        Some(share) => norm.center_scores(&scores, share, mask)?,
+        Some(share) => center_scores(&scores, share, mask)?,
         None => scores,
     };
     let scores = match ctx.decay {

@@ -4,7 +4,7 @@
 //! ([`llama`]); the attention normalization is a configuration choice ([`attention_norm`]),
 //! optionally with a positional decay of the weights at ALiBi's slopes
 //! ([`layers::alibi_slopes`]) and, as a study option, scores centered by a learned share of
-//! each row's mean ([`attention_norm::AttentionNorm::center_scores`]).
+//! each row's mean ([`attention_norm::center_scores`]).
 //! Training ([`train`]) and evaluation ([`eval`]) run on candle's CPU backend. This crate has
 //! no homomorphic-encryption dependency.
 

@@ -6,21 +6,17 @@ use crate::eval::suite::ModelReport;
 
 /// A short name for the report's model: its attention normalization (and step).
 pub fn label(r: &ModelReport) -> String {
-    let norm = match r.attention_norm.get("kind").and_then(|k| k.as_str()) {
+    let mut norm = match r.attention_norm.get("kind").and_then(|k| k.as_str()) {
         Some("power") => format!("power p={}", r.attention_norm["p"]),
         Some(k) => k.to_string(),
         None => "?".into(),
     };
-    let norm = if r.position_decay {
-        format!("{norm} + decay")
-    } else {
-        norm
-    };
-    let norm = if r.score_centering {
-        format!("{norm} + centering")
-    } else {
-        norm
-    };
+    if r.position_decay {
+        norm += " + decay";
+    }
+    if r.score_centering {
+        norm += " + centering";
+    }
     match r.step {
         Some(s) => format!("{norm} (step {s})"),
         None => norm,
