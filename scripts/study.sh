@@ -7,9 +7,11 @@
 # Order: the 10M-token pair with the positional decay, the other depth runs (16 and
 # 32 layers at d=128, 2M tokens each), the 10M-token softmax/p=4 pair at a second seed, an
 # ICL arm (2 layers, d=128, 16M tokens of synthetic episodes each), the other 10M-token
-# powers; last, the runs whose results EXPERIMENTS.md already reports from earlier sessions
-# (the 10M-token seed-0 runs, the small-model screen, the first depth runs), to re-make
-# their reports in experiments/reports/ where they are missing.
+# powers, the conversion route (a softmax base run, then its copies continued with p = 4 and
+# with softmax on the same tokens; each base before its arms); last, the runs whose results
+# EXPERIMENTS.md already reports from earlier sessions (the 10M-token seed-0 runs, the
+# small-model screen, the first depth runs), to re-make their reports in experiments/reports/
+# where they are missing.
 #   scripts/study.sh [run ...]      (default order below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +23,10 @@ runs=("$@")
   softmax-s1 power4-s1
   icl16m-softmax-s0 icl16m-power2-s0 icl16m-power4-s0 icl16m-power6-s0 icl16m-power8-s0 icl16m-pointwise-s0
   power2-s0 power6-s0 power8-s0
+  convert-base-s0 convert-power4-s0 convert-softmax-s0
+  convert-base-s1 convert-power4-s1 convert-softmax-s1
+  convert-base-s2 convert-power4-s2 convert-softmax-s2
+  convert10m-base-s0 convert10m-power4-s0 convert10m-softmax-s0
   softmax-s0 power4-s0 pointwise-s0
   tune-softmax-s0 tune-power4-s0 tune-power4-eps1e-2-s0 tune-power4-lr2e-3-s0 tune-softmax-lr2e-3-s0
   tune-power2-s0 tune-power6-s0 tune-power8-s0 tune-pointwise-s0
@@ -41,6 +47,14 @@ for run in "${runs[@]}"; do
   # A run whose report is committed is done (its checkpoint may be on another machine).
   if [ -s "experiments/reports/$run.eval.json" ]; then
     echo "== $run: reported in experiments/reports/, skipped"
+    continue
+  fi
+  # A conversion arm starts from its base run's checkpoint, which must be on this machine.
+  base=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("init_from") or "")' \
+    "experiments/study/$run.json")
+  if [ -n "$base" ] && [ ! -s "$base/model.safetensors" ]; then
+    echo "== $run: skipped, needs $base (train its base run first; a reported base is skipped too:"
+    echo "   move its report out of experiments/reports/ to retrain it)"
     continue
   fi
   echo "== $run $(date -Is)"
