@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use candle_core::Device;
+use psf_model::AttentionNorm;
 use psf_model::eval::compare::{comparison_markdown, labels};
 use psf_model::eval::icl::{IclPoint, IclTask};
 use psf_model::eval::plot::{Series, line_chart};
@@ -52,6 +53,17 @@ pub struct EvalArgs {
     /// Writes all reports as JSON to this file (`-` for stdout instead of the tables).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Evaluates the weights with this attention normalization instead of their
+    /// `config.json`'s, as JSON: e.g. `'{"kind":"power","p":4,"eps":0.001}'` scores a softmax
+    /// checkpoint swapped to Power-Softmax before any training.
+    #[arg(long, value_parser = parse_attention_norm)]
+    attention_norm: Option<AttentionNorm>,
+}
+
+fn parse_attention_norm(json: &str) -> Result<AttentionNorm, String> {
+    let norm: AttentionNorm = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    norm.validate().map_err(|e| e.to_string())?;
+    Ok(norm)
 }
 
 fn shipped_tasks() -> Vec<PathBuf> {
@@ -86,6 +98,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             icl_episodes: args.episodes,
             locality_windows: (args.locality_windows > 0).then_some(args.locality_windows),
             attention_dir: args.figures.as_ref().map(|f| f.join(format!("model{k}"))),
+            attention_norm: args.attention_norm.clone(),
             ..SuiteConfig::default()
         };
         let report = evaluate_dir(dir, args.tokenizer.as_deref(), &cfg, &dev)

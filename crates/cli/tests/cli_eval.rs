@@ -1,5 +1,5 @@
-//! `psformer eval --reports`: earlier reports side by side (Markdown table, figures), and a
-//! malformed report file as a clear error.
+//! `psformer eval --reports`: earlier reports side by side (Markdown table, figures); a
+//! malformed report file and a bad `--attention-norm` as clear errors.
 
 use std::process::Command;
 
@@ -59,4 +59,21 @@ fn earlier_reports_compare_side_by_side() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a list of evaluation reports"), "{err}");
+}
+
+/// A malformed or invalid `--attention-norm` override is refused before any model is read.
+#[test]
+fn a_bad_attention_override_is_a_clear_error() {
+    for (arg, want) in [
+        (r#"{"kind":"power","p":3}"#, "p=3 must be even"),
+        ("power4", "expected value"),
+    ] {
+        let out = psformer(&["eval", "no-such-model", "--attention-norm", arg]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--attention-norm") && err.contains(want),
+            "{err}"
+        );
+    }
 }

@@ -2,19 +2,28 @@
 //! multiple-choice tasks, ICL curves, locality) and prints a table per model and the JSON of
 //! all reports; the library twin of `psformer eval` (no HE crates to build).
 //!
-//! `cargo run --release -p psf-model --example eval -- <model_dir>... [--json out.json]`
+//! `cargo run --release -p psf-model --example eval -- <model_dir>... [--json out.json]
+//! [--attention-norm '{"kind":"power","p":4,"eps":0.001}']` (the override evaluates the weights
+//! with that normalization instead of their `config.json`'s).
 
 use std::path::PathBuf;
 
+use psf_model::AttentionNorm;
 use psf_model::eval::suite::{SuiteConfig, evaluate_dir};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut dirs = Vec::new();
     let mut json: Option<PathBuf> = None;
+    let mut attention_norm: Option<AttentionNorm> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--json" {
             json = args.next().map(PathBuf::from);
+        } else if a == "--attention-norm" {
+            let text = args.next().ok_or("--attention-norm needs a JSON value")?;
+            let norm: AttentionNorm = serde_json::from_str(&text)?;
+            norm.validate()?;
+            attention_norm = Some(norm);
         } else {
             dirs.push(PathBuf::from(a));
         }
@@ -27,6 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tasks.sort();
     let cfg = SuiteConfig {
         tasks,
+        attention_norm,
         ..SuiteConfig::default()
     };
     let mut reports = Vec::new();

@@ -8,6 +8,8 @@ use candle_core::Device;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
+use crate::attention_norm::AttentionNorm;
+use crate::config::ModelConfigLiteral;
 use crate::data::corpus::split_held_out;
 use crate::data::tokenizer::{self, EOS};
 use crate::data::{DataSource, TokenStream};
@@ -44,6 +46,11 @@ pub struct SuiteConfig {
     pub attention_tokens: usize,
     /// Held-out fraction of each shipped document (training's default 0.02).
     pub held_out_fraction: f64,
+    /// Evaluates the weights with this attention normalization instead of their
+    /// `config.json`'s, e.g. a softmax checkpoint swapped to Power-Softmax before any
+    /// training (where the conversion route starts). `None`: the config's.
+    #[serde(default)]
+    pub attention_norm: Option<AttentionNorm>,
 }
 
 impl Default for SuiteConfig {
@@ -59,6 +66,7 @@ impl Default for SuiteConfig {
             attention_dir: None,
             attention_tokens: 32,
             held_out_fraction: 0.02,
+            attention_norm: None,
         }
     }
 }
@@ -70,7 +78,7 @@ pub struct ModelReport {
     pub model: PathBuf,
     /// Optimizer step of the checkpoint, when it has a `state.json`.
     pub step: Option<usize>,
-    /// The attention normalization, as in `config.json`.
+    /// The attention normalization evaluated (`config.json`'s, or the suite's override).
     pub attention_norm: serde_json::Value,
     /// Parameters (weights and biases).
     pub parameters: usize,
@@ -127,7 +135,12 @@ pub fn evaluate_dir(
     cfg: &SuiteConfig,
     dev: &Device,
 ) -> Result<ModelReport> {
-    let (model, mcfg) = Model::from_pretrained_dir(dir, dev)?;
+    let mut lit = ModelConfigLiteral::from_file(dir.join("config.json"))?;
+    if let Some(norm) = &cfg.attention_norm {
+        lit.attention_norm = Some(norm.clone());
+    }
+    let mcfg = lit.try_build()?;
+    let model = Model::from_safetensors(dir.join("model.safetensors"), &mcfg, dev)?;
     let tk_path = match tokenizer {
         Some(p) => p.to_path_buf(),
         None => find_tokenizer(dir)?,
