@@ -56,14 +56,8 @@ pub struct EvalArgs {
     /// Evaluates the weights with this attention normalization instead of their
     /// `config.json`'s, as JSON: e.g. `'{"kind":"power","p":4,"eps":0.001}'` scores a softmax
     /// checkpoint swapped to Power-Softmax before any training.
-    #[arg(long, value_parser = parse_attention_norm)]
+    #[arg(long)]
     attention_norm: Option<AttentionNorm>,
-}
-
-fn parse_attention_norm(json: &str) -> Result<AttentionNorm, String> {
-    let norm: AttentionNorm = serde_json::from_str(json).map_err(|e| e.to_string())?;
-    norm.validate().map_err(|e| e.to_string())?;
-    Ok(norm)
 }
 
 fn shipped_tasks() -> Vec<PathBuf> {

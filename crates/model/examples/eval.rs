@@ -21,9 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             json = args.next().map(PathBuf::from);
         } else if a == "--attention-norm" {
             let text = args.next().ok_or("--attention-norm needs a JSON value")?;
-            let norm: AttentionNorm = serde_json::from_str(&text)?;
-            norm.validate()?;
-            attention_norm = Some(norm);
+            attention_norm = Some(text.parse::<AttentionNorm>()?);
         } else {
             dirs.push(PathBuf::from(a));
         }

@@ -138,6 +138,19 @@ pub fn center_scores(scores: &Tensor, share: &Tensor, mask: &CausalMask) -> Resu
     Ok(scores.broadcast_sub(&offset)?)
 }
 
+impl std::str::FromStr for AttentionNorm {
+    type Err = Error;
+
+    /// Parses the JSON form (`{"kind":"power","p":4,"eps":0.001}`, as in `config.json`) and
+    /// validates it: what a command-line override takes.
+    fn from_str(json: &str) -> Result<Self> {
+        let norm: AttentionNorm = serde_json::from_str(json)
+            .map_err(|e| Error::InvalidConfig(format!("attention normalization {json:?}: {e}")))?;
+        norm.validate()?;
+        Ok(norm)
+    }
+}
+
 impl AttentionNorm {
     /// Checks the parameters (even p in 2..=16, eps >= 0, delta > 0).
     pub fn validate(&self) -> Result<()> {
@@ -613,6 +626,37 @@ mod tests {
                     "{norm:?} [{k}] {fd} vs {gk}"
                 );
             }
+        }
+    }
+
+    /// The command-line form: JSON as in `config.json`, validated; bad input is an
+    /// `InvalidConfig` error naming the problem.
+    #[test]
+    fn parses_the_json_form_and_refuses_bad_input() {
+        let norm: AttentionNorm = r#"{"kind":"power","p":4,"eps":0.001}"#.parse().unwrap();
+        assert_eq!(
+            norm,
+            AttentionNorm::Power(PowerSoftmax {
+                p: 4,
+                eps: 1e-3,
+                ..PowerSoftmax::default()
+            })
+        );
+        assert_eq!(
+            r#"{"kind":"relu_linear"}"#.parse::<AttentionNorm>().unwrap(),
+            AttentionNorm::ReluLinear
+        );
+        for (bad, want) in [
+            (r#"{"kind":"power","p":3}"#, "p=3 must be even"),
+            (r#"{"kind":"power","p":4,"delta":0}"#, "delta > 0"),
+            (r#"{"kind":"cosine"}"#, "unknown variant"),
+            ("power4", "expected value"),
+        ] {
+            let err = bad.parse::<AttentionNorm>().unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidConfig(_)) && err.to_string().contains(want),
+                "{bad}: {err}"
+            );
         }
     }
 }
