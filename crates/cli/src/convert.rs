@@ -125,12 +125,12 @@ fn train_config(a: &ConvertArgs) -> TrainConfig {
 /// Held-out perplexity of the checkpoint `a.from` with its attention set to `norm`, on the
 /// windows the training run evaluates (no trainer, no checkpoint written).
 fn held_out_ppl(a: &ConvertArgs, data: &TokenData, norm: AttentionNorm) -> anyhow::Result<f64> {
-    let mut lit = ModelConfigLiteral::from_file(a.from.join("config.json"))?;
-    lit.attention_norm = Some(norm);
-    lit.max_position_embeddings = lit.max_position_embeddings.max(a.seq);
-    let cfg = lit.try_build()?;
     let dev = Device::Cpu;
-    let model = Model::from_safetensors(a.from.join("model.safetensors"), &cfg, &dev)?;
+    let edit = |lit: &mut ModelConfigLiteral| {
+        lit.attention_norm = Some(norm);
+        lit.max_position_embeddings = lit.max_position_embeddings.max(a.seq);
+    };
+    let (model, _) = Model::from_dir_edited(&a.from, edit, &dev)?;
     let windows = (a.eval_windows > 0).then_some(a.eval_windows);
     Ok(perplexity(&model, &data.held_out, a.seq, a.batch, windows, &dev)?.ppl)
 }

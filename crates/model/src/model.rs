@@ -50,8 +50,20 @@ impl Model {
         dir: impl AsRef<Path>,
         device: &Device,
     ) -> Result<(Self, ModelConfig)> {
+        Self::from_dir_edited(dir, |_| {}, device)
+    }
+
+    /// Loads a model directory with its `config.json` changed by `edit` before it is checked,
+    /// e.g. the same weights under another attention normalization.
+    pub fn from_dir_edited(
+        dir: impl AsRef<Path>,
+        edit: impl FnOnce(&mut ModelConfigLiteral),
+        device: &Device,
+    ) -> Result<(Self, ModelConfig)> {
         let dir = dir.as_ref();
-        let cfg = ModelConfigLiteral::from_file(dir.join("config.json"))?.try_build()?;
+        let mut lit = ModelConfigLiteral::from_file(dir.join("config.json"))?;
+        edit(&mut lit);
+        let cfg = lit.try_build()?;
         let model = Self::from_safetensors(dir.join("model.safetensors"), &cfg, device)?;
         Ok((model, cfg))
     }

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use crate::attention_norm::AttentionNorm;
-use crate::config::ModelConfigLiteral;
 use crate::data::corpus::split_held_out;
 use crate::data::tokenizer::{self, EOS};
 use crate::data::{DataSource, TokenStream};
@@ -135,12 +134,15 @@ pub fn evaluate_dir(
     cfg: &SuiteConfig,
     dev: &Device,
 ) -> Result<ModelReport> {
-    let mut lit = ModelConfigLiteral::from_file(dir.join("config.json"))?;
-    if let Some(norm) = &cfg.attention_norm {
-        lit.attention_norm = Some(norm.clone());
-    }
-    let mcfg = lit.try_build()?;
-    let model = Model::from_safetensors(dir.join("model.safetensors"), &mcfg, dev)?;
+    let (model, mcfg) = Model::from_dir_edited(
+        dir,
+        |lit| {
+            if let Some(norm) = &cfg.attention_norm {
+                lit.attention_norm = Some(norm.clone());
+            }
+        },
+        dev,
+    )?;
     let tk_path = match tokenizer {
         Some(p) => p.to_path_buf(),
         None => find_tokenizer(dir)?,
