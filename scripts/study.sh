@@ -6,7 +6,8 @@
 # log are copied to experiments/reports/ to be committed (checkpoints stay in target-model).
 # Order: the 10M-token pair with the positional decay, the other depth runs (16 and
 # 32 layers at d=128, 2M tokens each), the 10M-token softmax/p=4 pair at a second seed, an
-# ICL arm (2 layers, d=128, 16M tokens of synthetic episodes each), the other 10M-token
+# ICL arm (2 layers, d=128, 16M tokens of synthetic episodes each), the same pair at a third
+# seed, the other 10M-token
 # powers, the conversion route (a softmax base run, then its copies continued with p = 4 and
 # with softmax on the same tokens; each base before its arms); last, the runs whose results
 # EXPERIMENTS.md already reports from earlier sessions (the 10M-token seed-0 runs, the
@@ -22,6 +23,7 @@ runs=("$@")
   depth32-power2-s0 depth32-power6-s0 depth32-power8-s0 depth32-pointwise-s0
   softmax-s1 power4-s1
   icl16m-softmax-s0 icl16m-power2-s0 icl16m-power4-s0 icl16m-power6-s0 icl16m-power8-s0 icl16m-pointwise-s0
+  softmax-s2 power4-s2
   power2-s0 power6-s0 power8-s0
   convert-base-s0 convert-power4-s0 convert-softmax-s0
   convert-base-s1 convert-power4-s1 convert-softmax-s1
