@@ -8,10 +8,10 @@
 # 32 layers at d=128, 2M tokens each), the 10M-token softmax/p=4 pair at a second seed, an
 # ICL arm (2 layers, d=128, 16M tokens of synthetic episodes each), the same pair at a third
 # seed, the other 10M-token powers, the conversion route (a softmax base run, then its copies
-# continued with p = 4 and with softmax on the same tokens; each base before its arms); last, the runs whose results
-# EXPERIMENTS.md already reports from earlier sessions (the 10M-token seed-0 runs, the
-# small-model screen, the first depth runs), to re-make their reports in experiments/reports/
-# where they are missing.
+# continued with p = 4 and with softmax on the same tokens; each base before its arms); last,
+# the runs whose results EXPERIMENTS.md already reports from earlier sessions (the 10M-token
+# seed-0 runs, the small-model screen, the first depth runs), to re-make their reports in
+# experiments/reports/ where they are missing.
 #   scripts/study.sh [run ...]      (default order below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
